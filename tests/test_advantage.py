@@ -1,0 +1,166 @@
+"""The `echo` estimator through verl's own compute_advantage, and its registration through the plugin."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from verl import DataProto
+from verl.trainer.ppo import core_algos
+from verl.trainer.ppo.ray_trainer import compute_advantage
+
+from echorl_verl.advantage import degenerate_groups, fold_clip_mask
+from echorl_verl.config import EchoConfigError
+
+
+def batch(scores, lengths, uids, seed=0):
+    """A DataProto like the trainer builds: the score sits on the last response token."""
+    T = max(lengths)
+    mask = torch.zeros(len(scores), T)
+    rewards = torch.zeros(len(scores), T)
+    for i, (s, n) in enumerate(zip(scores, lengths)):
+        mask[i, :n] = 1
+        rewards[i, n - 1] = s
+    data = DataProto.from_dict(tensors={"token_level_rewards": rewards, "response_mask": mask})
+    data.non_tensor_batch["uid"] = np.array(uids, dtype=object)
+    return data
+
+
+SCORES = [1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0]  # group a all-success, b mixed, c all-fail (size 2 each + ...)
+UIDS = ["a", "a", "a", "b", "b", "c", "c", "c"]
+LENGTHS = [3, 5, 4, 2, 6, 3, 3, 1]
+
+
+def algorithm(**echo):
+    return OmegaConf.create({"adv_estimator": "echo", "norm_adv_by_std_in_grpo": echo.pop("norm", True), "echo": echo})
+
+
+@pytest.mark.parametrize("base, norm", [("grpo", True), ("grpo", False), ("rloo", True), ("reinforce_plus_plus_baseline", True)])
+def test_loss_mode_gives_exactly_the_base_estimator(base, norm):
+    ours = compute_advantage(batch(SCORES, LENGTHS, UIDS), adv_estimator="echo", norm_adv_by_std_in_grpo=norm,
+                             config=algorithm(base_estimator=base, norm=norm))
+    reference_config = OmegaConf.create({"adv_estimator": base, "norm_adv_by_std_in_grpo": norm})
+    theirs = compute_advantage(batch(SCORES, LENGTHS, UIDS), adv_estimator=base, norm_adv_by_std_in_grpo=norm,
+                               config=reference_config)
+    assert torch.equal(ours.batch["advantages"], theirs.batch["advantages"])
+    assert torch.equal(ours.batch["returns"], theirs.batch["returns"])
+
+
+def test_all_success_group_has_zero_grpo_advantage():
+    """The degeneration EchoRL exists for: verl's grpo gives the all-success group exactly 0."""
+    out = compute_advantage(batch(SCORES, LENGTHS, UIDS), adv_estimator="echo", config=algorithm(base_estimator="grpo"))
+    assert torch.all(out.batch["advantages"][:3] == 0)
+    assert torch.any(out.batch["advantages"][3:5] != 0)
+
+
+def test_degenerate_groups():
+    all_success, all_fail = degenerate_groups(torch.tensor(SCORES), np.array(UIDS, dtype=object), 0.5)
+    assert all_success.tolist() == [True] * 3 + [False] * 5
+    assert all_fail.tolist() == [False] * 5 + [True] * 3
+
+
+def test_advantage_mode_folds_the_clip_mask_into_degenerate_groups_only():
+    data = batch(SCORES, LENGTHS, UIDS)
+    clip = torch.zeros(8, 6)
+    clip[0, :2] = 1
+    clip[2, :4] = 1
+    config = algorithm(base_estimator="grpo", mode="advantage", coef=0.01)
+    base = compute_advantage(batch(SCORES, LENGTHS, UIDS), adv_estimator="grpo", config=OmegaConf.create({}))
+    with fold_clip_mask(clip):
+        out = compute_advantage(data, adv_estimator="echo", config=config)
+    # default value: coef * response tokens / clip tokens, so the token-mean gradient matches loss mode
+    value = 0.01 * sum(LENGTHS) / 6
+    expected = base.batch["advantages"] + value * clip
+    torch.testing.assert_close(out.batch["advantages"], expected)
+    assert torch.equal(out.batch["advantages"][3:], base.batch["advantages"][3:])
+
+
+def test_advantage_mode_with_explicit_value():
+    clip = torch.zeros(8, 6)
+    clip[1, :5] = 1
+    with fold_clip_mask(clip):
+        out = compute_advantage(batch(SCORES, LENGTHS, UIDS), adv_estimator="echo",
+                                config=algorithm(base_estimator="grpo", mode="advantage", advantage_value=0.3))
+    assert torch.allclose(out.batch["advantages"][1, :5], torch.full((5,), 0.3))
+
+
+def test_advantage_mode_without_clip_mask_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="echorl_verl.main_ppo"):
+        compute_advantage(batch(SCORES, LENGTHS, UIDS), adv_estimator="echo",
+                          config=algorithm(base_estimator="grpo", mode="advantage"))
+
+
+def test_clip_outside_a_degenerate_group_is_refused():
+    clip = torch.zeros(8, 6)
+    clip[4, :2] = 1  # row 4 succeeded, but its group (b) is mixed
+    with fold_clip_mask(clip), pytest.raises(RuntimeError, match="rows \\[4\\]"):
+        compute_advantage(batch(SCORES, LENGTHS, UIDS), adv_estimator="echo",
+                          config=algorithm(base_estimator="grpo", mode="advantage"))
+
+
+@pytest.mark.parametrize(
+    "echo, message",
+    [
+        ({}, "base_estimator"),
+        ({"base_estimator": "echo"}, "not echo"),
+        ({"base_estimator": "gae"}, "group-relative"),
+        ({"base_estimator": "nope"}, "not a verl advantage estimator"),
+        ({"base_estimator": "grpo", "colour": 1}, "unknown key"),
+    ],
+)
+def test_bad_estimator_settings(echo, message):
+    with pytest.raises(EchoConfigError, match=message):
+        compute_advantage(batch(SCORES, LENGTHS, UIDS), adv_estimator="echo", config=OmegaConf.create({"echo": echo}))
+
+
+def test_missing_echo_settings():
+    with pytest.raises(EchoConfigError, match="algorithm.echo"):
+        compute_advantage(batch(SCORES, LENGTHS, UIDS), adv_estimator="echo", config=OmegaConf.create({}))
+
+
+def test_plain_import_verl_registers_echo_in_a_fresh_process():
+    code = (
+        "import verl\n"
+        "from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, get_adv_estimator_fn\n"
+        "import sys\n"
+        "assert 'echorl_verl.plugin' in sys.modules, 'plugin not loaded by import verl'\n"
+        "print(get_adv_estimator_fn('echo').__module__)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "VERL_USE_EXTERNAL_PLUGINS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("echorl_verl.advantage")
+
+
+def test_disabling_verl_plugins_really_disables_it():
+    """Proves the previous test measures the entry point, not an import done by the test itself."""
+    code = "import verl\nfrom verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY\nprint('echo' in ADV_ESTIMATOR_REGISTRY)\n"
+    env = dict(os.environ, VERL_USE_EXTERNAL_PLUGINS="none")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_registry_entry_is_ours():
+    assert core_algos.get_adv_estimator_fn("echo").__module__ == "echorl_verl.advantage"
+
+
+def test_a_broken_plugin_is_loud_although_verl_swallows_it():
+    """verl logs plugin import errors at DEBUG only; ours must still reach stderr."""
+    code = (
+        "import sys, importlib.abc\n"
+        "class Breaker(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'echorl_verl.advantage':\n"
+        "            raise ImportError('simulated breakage')\n"
+        "sys.meta_path.insert(0, Breaker())\n"
+        "import verl\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0  # verl itself carries on ...
+    assert "[echorl_verl] plugin registration FAILED" in out.stderr  # ... but the failure is visible
+    assert "simulated breakage" in out.stderr

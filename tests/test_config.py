@@ -1,0 +1,126 @@
+"""EchoConfig: defaults, the yaml that mirrors it, and an error naming key and valid values for each bad setting."""
+
+import dataclasses
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from echo_testlib import compose_config
+from echorl_verl.config import EchoConfig, EchoConfigError, boundary_ids_from_tokenizer, resolve_boundary_ids
+from echorl_verl.main_ppo import prepare_config
+
+
+def test_yaml_group_equals_the_dataclass(verl_config):
+    yaml_echo = OmegaConf.to_container(verl_config.echo)
+    assert yaml_echo == dataclasses.asdict(EchoConfig())
+    # and verl's own config is all there (we extend ppo_trainer, not replace it)
+    assert verl_config.algorithm.adv_estimator == "gae"  # verl's default; recipes set grpo & co.
+    assert "policy_loss" in verl_config.actor_rollout_ref.actor
+
+
+def test_every_field_is_documented():
+    import inspect
+
+    source = inspect.getsource(EchoConfig)
+    for f in dataclasses.fields(EchoConfig):
+        block = source.split(f"    {f.name}:")[1].split("\n    ")[0:3]
+        assert '"""' in "\n".join(block), f"EchoConfig.{f.name} has no docstring"
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"colour": "red"}, r"unknown key\(s\) \['colour'\]; valid keys are \["),
+        ({"coef": -0.1}, "echo.coef must be a finite number >= 0, got -0.1"),
+        ({"coef": float("nan")}, "echo.coef must be a finite number"),
+        ({"coef": float("inf")}, "echo.coef must be finite"),
+        ({"scope": "everything"}, r"echo.scope='everything' is not valid; choose one of \['all_success_groups', 'all_successes'\]"),
+        ({"clip_mode": "middle"}, r"echo.clip_mode='middle' is not valid; choose one of \['peak_prefix', 'peak_step', 'full_response', 'random_prefix'\]"),
+        ({"mode": "reward"}, r"echo.mode='reward' is not valid; choose one of \['loss', 'advantage'\]"),
+        ({"step_agg": "median"}, r"echo.step_agg='median' is not valid; choose one of \['mean', 'max', 'sum'\]"),
+        ({"per_group": "two"}, r"echo.per_group='two' is not valid"),
+        ({"min_step_tokens": 0}, "echo.min_step_tokens must be an integer >= 1"),
+        ({"boundary_token_ids": []}, "echo.boundary_token_ids must be null"),
+        ({"boundary_token_ids": [-3]}, r"echo.boundary_token_ids \[-3\] lie outside the vocabulary"),
+        ({"advantage_value": -1.0}, "echo.advantage_value must be null or a finite number >= 0"),
+        ({"enable": "yes"}, "echo.enable must be true or false"),
+    ],
+)
+def test_bad_settings_name_key_and_valid_values(values, message):
+    with pytest.raises(EchoConfigError, match=message):
+        EchoConfig.from_dict(values)
+
+
+def test_boundary_ids_outside_the_vocabulary():
+    config = EchoConfig.from_dict({"boundary_token_ids": [5, 500]})
+    with pytest.raises(EchoConfigError, match=r"\[500\] lie outside the vocabulary \[0, 100\)"):
+        config.validate(vocab_size=100)
+
+
+def test_command_line_errors_name_the_key():
+    # a key that does not exist: Hydra's struct check names it
+    with pytest.raises(ConfigCompositionException, match="colour"):
+        compose_config(["echo.colour=1"])
+    # forced in with '+', or a bad value: our start-up check names it
+    for override, message in (("+echo.colour=1", "colour"), ("echo.scope=bogus", "echo.scope='bogus'"), ("echo.coef=-1", "echo.coef")):
+        with pytest.raises(EchoConfigError, match=message):
+            prepare_config(compose_config([override]))
+
+
+def test_prepare_config_wires_the_estimator():
+    config = compose_config(["algorithm.adv_estimator=rloo", "echo.mode=advantage"])
+    echo = prepare_config(config)
+    assert echo.base_estimator == "rloo"
+    assert config.algorithm.adv_estimator == "echo"
+    assert config.algorithm.echo.base_estimator == "rloo"
+
+    config = compose_config(["algorithm.adv_estimator=grpo"])  # loss mode leaves verl's estimator alone
+    prepare_config(config)
+    assert config.algorithm.adv_estimator == "grpo"
+    assert config.algorithm.echo.mode == "loss"
+
+    config = compose_config(["echo.enable=false"])  # baselines: verl's config untouched
+    before = OmegaConf.to_container(config.algorithm)
+    prepare_config(config)
+    assert OmegaConf.to_container(config.algorithm) == before
+
+
+def test_prepare_config_refuses_async_trainers():
+    with pytest.raises(EchoConfigError, match="trainer_mode=sync"):
+        prepare_config(compose_config(["trainer.v1.trainer_mode=separate_async"]))
+
+
+def _byte_level_tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = ["Step 1: add 2 and 3.\nStep 2: the sum is 5.\n\nanswer: 5"] * 20
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return PreTrainedTokenizerFast(tokenizer_object=tok)
+
+
+def test_boundaries_derived_from_a_byte_level_tokenizer():
+    tokenizer = _byte_level_tokenizer()
+    ids = boundary_ids_from_tokenizer(tokenizer)
+    assert ids and all("\n" in tokenizer.decode([i]) for i in ids)
+    newline = tokenizer.encode("\n")
+    assert len(newline) == 1 and newline[0] in ids
+    others = set(range(len(tokenizer))) - set(ids)
+    assert all("\n" not in tokenizer.decode([i]) for i in others)
+    assert resolve_boundary_ids(EchoConfig(), tokenizer) == ids
+    with pytest.raises(EchoConfigError, match="outside the vocabulary"):
+        resolve_boundary_ids(EchoConfig(boundary_token_ids=[len(tokenizer)]), tokenizer)
+
+
+def test_a_tokenizer_without_newline_tokens_is_an_error():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel({"a": 0, "b": 1, "[UNK]": 2}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    with pytest.raises(EchoConfigError, match="set echo.boundary_token_ids"):
+        boundary_ids_from_tokenizer(PreTrainedTokenizerFast(tokenizer_object=tok))
