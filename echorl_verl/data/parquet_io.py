@@ -1,0 +1,58 @@
+"""Atomic, deterministic parquet writing.
+
+The table goes to a temporary file in the destination's folder and replaces the destination with one
+``os.replace`` only after every row was built, validated and written. A failure or Ctrl-C at any point
+leaves no partial file and an older output untouched. Same rows in -> same bytes out (no timestamps, no
+pandas index; row order is the caller's).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from echorl_verl.data.rows import ROW_SCHEMA, check_row
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def rows_to_table(rows: list[dict]) -> pa.Table:
+    """Validate every row (RowError names the first bad one) and build a table in ``ROW_SCHEMA``."""
+    for position, row in enumerate(rows):
+        check_row(row, position)
+    return pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
+
+
+def write_parquet_atomic(rows: Iterable[dict], path: str) -> str:
+    """Write ``rows`` to ``path`` atomically; returns the absolute path.
+
+    Raises ValueError for zero rows (an empty benchmark is a bug upstream, not a result).
+    """
+    rows = list(rows)
+    if not rows:
+        raise ValueError(f"no rows to write to {path}: the source gave no usable record")
+    table = rows_to_table(rows)
+    path = os.path.abspath(path)
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
+        with os.fdopen(fd, "wb") as handle:
+            pq.write_table(table, handle, compression="zstd")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # KeyboardInterrupt included: never leave the temp file behind
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
