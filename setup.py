@@ -16,7 +16,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["echorl_verl", "echorl_verl.*"]),
-    package_data={"echorl_verl": ["config/*.yaml"]},
+    package_data={"echorl_verl": ["configs/*.yaml"]},
     install_requires=[
         # verl internals we touch (trainer hooks, losses, platform registry) are pinned to this release.
         "verl[verl-core]==0.9.1",

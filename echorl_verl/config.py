@@ -1,6 +1,6 @@
 """EchoConfig: every EchoRL setting in one dataclass.
 
-It is the `echo` group of `echorl_verl/config/echo_ppo_trainer.yaml`, so on the command line each field is
+It is the `echo` group of `echorl_verl/configs/echo_ppo_trainer.yaml`, so on the command line each field is
 an override such as `echo.coef=0.01` or `echo.clip_mode=full_response`. Unknown keys and bad values fail
 at start-up (`EchoConfig.from_dict`) with a message that names the key and the valid values.
 
@@ -84,6 +84,11 @@ class EchoConfig:
     as `coef * response_tokens / clip_tokens`, which makes the first-order gradient at ratio 1 equal to
     the loss mode's under token-mean aggregation."""
 
+    dapo_keep_all_success: bool = True
+    """With DAPO dynamic sampling on (`algorithm.filter_groups.enable`), keep the all-success groups that
+    it would drop (they are EchoRL's input; their RL advantages stay 0) and drop only the other
+    zero-variance groups. false = DAPO's filter unchanged, and echo then sees no all-success group."""
+
     seed: int = 0
     """Seed of the random_prefix ablation (combined with the training step, so runs are reproducible)."""
 
@@ -116,7 +121,7 @@ class EchoConfig:
             if getattr(self, key) not in valid:
                 raise EchoConfigError(f"echo.{key}={getattr(self, key)!r} is not valid; choose one of {list(valid)}")
 
-        for key, kind in (("enable", bool),):
+        for key, kind in (("enable", bool), ("dapo_keep_all_success", bool)):
             if not isinstance(getattr(self, key), kind):
                 raise EchoConfigError(f"echo.{key} must be true or false, got {getattr(self, key)!r}")
         if not isinstance(self.coef, (int, float)) or isinstance(self.coef, bool) or not (self.coef >= 0):

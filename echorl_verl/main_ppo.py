@@ -111,7 +111,7 @@ def run(config: DictConfig) -> None:
         run_ppo(config, task_runner_class=TaskRunnerV1)
 
 
-@hydra.main(config_path="config", config_name="echo_ppo_trainer", version_base=None)
+@hydra.main(config_path="configs", config_name="echo_ppo_trainer", version_base=None)
 def main(config: DictConfig) -> None:
     run(config)
 

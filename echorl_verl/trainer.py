@@ -34,6 +34,7 @@ from verl.workers.utils.padding import response_to_nested
 from echorl_verl.advantage import fold_clip_mask
 from echorl_verl.config import EchoConfig, resolve_boundary_ids
 from echorl_verl.loss import CLIP_MASK_KEY
+from echorl_verl.sampling import keep_all_success_groups
 from echorl_verl.selection import group_ids_from_uids, select_echo_clips, selection_metrics
 from echorl_verl.workers import EchoActorRolloutRefWorker
 
@@ -67,6 +68,12 @@ class EchoPPOTrainer(PPOTrainerSync):
         super().__init__(config)
 
     # --- set-up --------------------------------------------------------------------------------------
+    def _build_replay_buffer(self):
+        buffer = super()._build_replay_buffer()
+        if self.echo.enable and self.echo.dapo_keep_all_success and getattr(buffer, "filter_groups_metric", None):
+            keep_all_success_groups(buffer, self.echo.success_threshold)
+        return buffer
+
     def _init_tokenizer(self):
         super()._init_tokenizer()
         if self.echo.enable:

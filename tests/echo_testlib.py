@@ -4,7 +4,7 @@ import os
 
 import torch
 
-CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "echorl_verl", "config")
+CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "echorl_verl", "configs")
 
 
 def compose_config(overrides=()):
