@@ -29,6 +29,7 @@ setup(
         "pyarrow",
         "datasets",
         "tqdm",
+        "matplotlib",  # `python -m echorl_verl.report plot`
     ],
     extras_require={
         "gpu": ["verl[verl-core,vllm]==0.9.1"],

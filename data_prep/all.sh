@@ -17,7 +17,7 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-OUTPUT_DIR="${OUTPUT_DIR:-data/echorl}"
+OUTPUT_DIR="${OUTPUT_DIR:-$HERE/../data/echorl}"
 INPUT_DIR="${INPUT_DIR:-}"
 TEMPLATE="${TEMPLATE:-echo}"
 PYTHON="${PYTHON:-python}"

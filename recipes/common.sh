@@ -10,9 +10,15 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
 
 MODEL_PATH="${MODEL_PATH:-Qwen/Qwen2.5-Math-7B}"
-DATA_DIR="${DATA_DIR:-$HOME/data/echorl}"              # written by data_prep/all.sh
-TRAIN_FILES="${TRAIN_FILES:-$DATA_DIR/openr1_math/train.parquet}"
-VAL_FILES="${VAL_FILES:-[$DATA_DIR/math_eval/test.parquet,$DATA_DIR/choice/arc_c.parquet,$DATA_DIR/choice/gpqa.parquet]}"
+DATA_DIR="${DATA_DIR:-$REPO/data/echorl}"             # OUTPUT_DIR of data_prep/all.sh (<set>.parquet)
+TRAIN_FILES="${TRAIN_FILES:-$DATA_DIR/openr1.parquet}"
+# in-training validation: the six math sets + two OOD sets (MMLU-Pro is large: evaluate it with eval_qwen.sh)
+VAL_SETS="${VAL_SETS:-aime aime25 amc math minerva olympiad_bench arc_c gpqa}"
+if [ -z "${VAL_FILES:-}" ]; then
+    VAL_FILES="["
+    for set_name in $VAL_SETS; do VAL_FILES="$VAL_FILES$DATA_DIR/$set_name.parquet,"; done
+    VAL_FILES="${VAL_FILES%,}]"
+fi
 NNODES="${NNODES:-1}"
 GPUS_PER_NODE="${GPUS_PER_NODE:-8}"
 TRAIN_BATCH="${TRAIN_BATCH:-128}"                      # prompts per step

@@ -1,0 +1,71 @@
+"""`python -m echorl_verl.report {summary,table,plot}`: see echorl_verl/report/__init__.py."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from echorl_verl.report import atomic
+from echorl_verl.report.runlog import ReportError, load_run
+from echorl_verl.report.summary import format_summary, summarize
+
+
+def _step(value: str) -> str:
+    if value in ("last", "best") or value.isdigit():
+        return value
+    raise argparse.ArgumentTypeError(f"{value!r}: use last, best or a step number")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m echorl_verl.report", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("summary", help="short summary of one run")
+    p.add_argument("run", help="metrics JSONL or run folder (runs/<name>/)")
+    p = sub.add_parser("table", help="paper-style accuracy table (markdown on stdout)")
+    p.add_argument("runs", nargs="+", help="metrics JSONL files, run folders, or NAME=PATH")
+    p.add_argument("--out", help="also write the markdown table here")
+    p.add_argument("--csv", help="also write the table as CSV here")
+    p.add_argument("--step", type=_step, default="last", help="last (default), best, or a step number")
+    p = sub.add_parser("plot", help="PNG training curves")
+    p.add_argument("runs", nargs="+", help="metrics JSONL files, run folders, or NAME=PATH")
+    p.add_argument("--out", required=True, help="folder for the PNGs (created if missing)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "summary":
+            print(format_summary(summarize(args.run)))
+        elif args.command == "table":
+            from echorl_verl.report.table import build_table, to_csv, to_markdown
+
+            table = build_table([load_run(r) for r in args.runs], args.step)
+            text = to_markdown(table)
+            outputs = {}
+            if args.out:
+                outputs[args.out] = text
+            if args.csv:
+                outputs[args.csv] = to_csv(table)
+            atomic.write_all({p: (lambda tmp, s=s: _write(tmp, s)) for p, s in outputs.items()})
+            print(text, end="")
+            for path in outputs:
+                print(f"wrote {path}", file=sys.stderr)
+        else:
+            from echorl_verl.report.plot import plot_runs
+
+            for path in plot_runs([load_run(r) for r in args.runs], args.out):
+                print(f"wrote {path}")
+    except ReportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""`report summary`: a short human summary of one run (the CPU demo prints it at its end)."""
+
+from __future__ import annotations
+
+import math
+import os
+
+from echorl_verl.report.runlog import load_run
+
+# (key in the summary dict, logged metric). Echo ones exist only when echo.enable=true.
+ECHO_METRICS = (
+    ("all_success_group_share", "echo/all_success_group_share"),
+    ("all_fail_group_share", "echo/all_fail_group_share"),
+    ("clip_token_share", "echo/clip_token_share"),
+    ("clip_rollouts", "echo/clip_rollouts"),
+    ("echo_loss", "actor/echo_loss"),
+)
+TRAIN_METRICS = (
+    ("score", "critic/score/mean"),
+    ("entropy", "actor/entropy"),
+    ("response_length", "response_length/mean"),
+    ("step_seconds", "timing_s/step"),
+)
+
+
+def _last_mean(values: list[float]) -> dict | None:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return None
+    return {"last": finite[-1], "mean": sum(finite) / len(finite), "n": len(finite)}
+
+
+def summarize(path: str) -> dict:
+    """Numbers of one run's metrics JSONL (a file, or a run folder holding metrics.jsonl).
+
+    Returns {"name", "path" (absolute), "steps": [logged steps], "train_steps": int (steps with
+    timing_s/step), "echo": {key: {"last","mean","n"}} (empty for a baseline), "train": {key: {...}},
+    "validation": {data_source: {"first": [step, acc], "last": [step, acc], "metric": name}}}.
+    Raises ReportError for a missing, empty or corrupt file; a run without validation gives {}.
+    """
+    run = load_run(path)
+    echo = {k: s for k, m in ECHO_METRICS if (s := _last_mean(run.series(m)[1])) is not None}
+    train = {k: s for k, m in TRAIN_METRICS if (s := _last_mean(run.series(m)[1])) is not None}
+    validation: dict[str, dict] = {}
+    for step, scores in run.validation().items():  # step-sorted
+        for source, score in scores.items():
+            entry = validation.setdefault(source, {"first": [step, score.value], "metric": score.metric})
+            entry["last"] = [step, score.value]
+    return {
+        "name": run.name,
+        "path": os.path.abspath(run.path),
+        "steps": sorted(run.steps),
+        "train_steps": len(run.series("timing_s/step")[0]),
+        "echo": echo,
+        "train": train,
+        "validation": validation,
+    }
+
+
+def _fmt(stat: dict | None, scale: float = 1.0, digits: int = 3) -> str:
+    if stat is None:
+        return "n/a"
+    return f"last {stat['last'] * scale:.{digits}f}, mean {stat['mean'] * scale:.{digits}f}"
+
+
+def format_summary(summary: dict) -> str:
+    """About 10-15 lines of text from `summarize`'s dict."""
+    steps, echo, train = summary["steps"], summary["echo"], summary["train"]
+    lines = [
+        f"run {summary['name']}: {summary['train_steps']} training step(s), steps {steps[0]}..{steps[-1]} logged",
+        f"  train score (critic/score/mean): {_fmt(train.get('score'))}",
+        f"  entropy: {_fmt(train.get('entropy'))}; response length: {_fmt(train.get('response_length'), digits=1)}"
+        + (f"; {train['step_seconds']['mean']:.1f} s/step" if "step_seconds" in train else ""),
+    ]
+    if echo:
+        lines += [
+            f"  all-success group share: {_fmt(echo.get('all_success_group_share'))}"
+            f" (all-fail: {_fmt(echo.get('all_fail_group_share'))})",
+            f"  EchoClip token share: {_fmt(echo.get('clip_token_share'))};"
+            f" clip rollouts/step: {_fmt(echo.get('clip_rollouts'), digits=1)}",
+            f"  echo loss (actor/echo_loss): {_fmt(echo.get('echo_loss'), digits=4)}",
+        ]
+    else:
+        lines.append("  echo: no echo/* metrics (a baseline run, or echo.enable=false)")
+    val = summary["validation"]
+    if val:
+        lines.append("  validation accuracy % (first -> last, @step):")
+        items = [f"{src} {v['first'][1] * 100:.1f}@{v['first'][0]} -> {v['last'][1] * 100:.1f}@{v['last'][0]}"
+                 for src, v in val.items()]
+        for i in range(0, len(items), 3):  # three per line keeps a 9-benchmark suite to 3 lines
+            lines.append("    " + "   ".join(items[i:i + 3]))
+    else:
+        lines.append("  validation: none logged (no val-core/* metrics; trainer.test_freq / val_before_train?)")
+    lines.append(f"  metrics file: {summary['path']}")
+    return "\n".join(lines)

@@ -1,0 +1,338 @@
+"""`python -m echorl_verl.report`: summary, paper table, plots, and its errors on bad input.
+
+The metrics files are written the way a real run writes them: validation metrics come from verl's own
+`PPOTrainer._val_metrics_update` (which calls `process_validation_metrics`) on fake per-sample rewards,
+and every line goes through verl's `FileLogger`. A change of verl's metric naming breaks these tests.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from echorl_verl.report import ReportError, format_summary, load_run, summarize
+from echorl_verl.report import atomic
+from echorl_verl.report.__main__ import main as report_main
+from echorl_verl.report.plot import plot_runs
+from echorl_verl.report.table import build_table, to_csv, to_markdown
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def verl_val_metrics(rows: dict[str, list[list[float]]]) -> dict[str, float]:
+    """Validation metrics exactly as verl's v1 trainer names them.
+
+    rows: {data_source: [[acc of sample 1, ..., sample n] per prompt row]}; the reward returns
+    {"score", "acc", "pred"} like echorl_verl.rewards.
+    """
+    from verl.trainer.ppo.v1.trainer_base import PPOTrainer
+
+    sources, uids, extra = [], [], {"reward": [], "score": [], "acc": [], "pred": []}
+    expected = {}
+    for source, prompts in rows.items():
+        for i, samples in enumerate(prompts):
+            uid = f"{source}-{i}"
+            expected[(source, uid)] = len(samples)
+            for acc in samples:
+                sources.append(source)
+                uids.append(uid)
+                for key in ("reward", "score", "acc"):
+                    extra[key].append(float(acc))
+                extra["pred"].append("42" if acc else "7")
+    # _val_metrics_update uses nothing of `self`: call verl's own code on the fake samples
+    return PPOTrainer._val_metrics_update(None, sources, uids, extra, [1] * len(sources),
+                                          expected_acc_counts=expected)
+
+
+def as_rows(accs: dict[str, list[int]]) -> dict[str, list[list[float]]]:
+    """One sample per prompt row (the suite's n=1 setting)."""
+    return {s: [[a] for a in v] for s, v in accs.items()}
+
+
+def train_metrics(step: int, echo: bool) -> dict[str, float]:
+    out = {"critic/score/mean": 0.1 * step, "actor/entropy": 1.0 - 0.1 * step,
+           "response_length/mean": 100.0 + step, "timing_s/step": 2.0}
+    if echo:
+        out.update({"echo/all_success_group_share": 0.1 * step, "echo/all_fail_group_share": 0.05,
+                    "echo/clip_rollouts": 4.0 * step, "echo/clip_token_share": 0.02 * step,
+                    "echo/clip_len_mean": 30.0, "echo/peak_rel_pos_mean": 0.5, "echo/peak_entropy_mean": 1.5,
+                    "actor/echo_loss": 2.0 / step})
+    return out
+
+
+def write_run(path, monkeypatch, echo: bool, vals: dict[int, dict], steps: int = 4):
+    """A metrics JSONL via verl's FileLogger: step-0 validation line, then one line per training step
+    (with the validation metrics on the steps in `vals`), as PPOTrainer.fit logs them."""
+    from verl.utils.tracking import FileLogger
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv("VERL_FILE_LOGGER_PATH", str(path))
+    logger = FileLogger("echorl", path.parent.name)
+    if 0 in vals:
+        logger.log(verl_val_metrics(vals[0]), step=0)
+    for step in range(1, steps + 1):
+        data = train_metrics(step, echo)
+        if step in vals:
+            data.update(verl_val_metrics(vals[step]))
+        logger.log(data, step=step)
+    logger.finish()
+    return str(path)
+
+
+# Final accuracies, chosen so the table can be checked by hand (percent).
+BASE = {"aime": [1, 0, 0, 0], "aime25": [0, 0, 0, 0], "amc": [1, 1, 0, 0], "math": [1, 1, 1, 0],
+        "minerva": [1, 0], "olympiad_bench": [0, 1, 0, 0], "arc_c": [1, 1, 1, 1], "gpqa": [0, 1, 0, 0]}
+# 25, 0, 50, 75, 50, 25 -> ID avg 37.5; ARC 100, GPQA 25, MMLU-Pro missing -> OOD avg 62.5 (over 2)
+ECHO = {"aime": [1, 1, 0, 0], "aime25": [1, 0, 0, 0], "amc": [1, 1, 1, 0], "math": [1, 1, 1, 1],
+        "minerva": [1, 1], "olympiad_bench": [0, 1, 1, 0], "arc_c": [1, 1, 1, 0], "gpqa": [1, 1, 0, 0]}
+# 50, 25, 75, 100, 100, 50 -> ID avg 66.67; ARC 75, GPQA 50 -> OOD avg 62.5
+LOW = {s: [0] * len(v) for s, v in BASE.items()}
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    """grpo echo/baseline pair (validation at steps 0, 2, 4) in run folders like the recipes write."""
+    root = tmp_path / "runs"
+    mid = dict(ECHO, math=[1, 1, 1, 1], aime=[1, 1, 1, 1])  # step 2 of the echo run: its best step
+    echo = write_run(root / "grpo_echo_qwen" / "metrics.jsonl", monkeypatch, True,
+                     {0: as_rows(LOW), 2: as_rows(mid), 4: as_rows(ECHO)})
+    base = write_run(root / "grpo_baseline_qwen" / "metrics.jsonl", monkeypatch, False,
+                     {0: as_rows(LOW), 2: as_rows(LOW), 4: as_rows(BASE)})
+    return {"echo": echo, "base": base, "root": root}
+
+
+def test_metric_names_are_verls(runs):
+    """What the report parses is what verl writes (n=1: mean@1 under val-core, acc as the core variable)."""
+    run = load_run(runs["echo"])
+    assert run.name == "grpo_echo_qwen"
+    assert run.steps[4]["val-core/aime/acc/mean@1"] == 0.5
+    assert "val-aux/aime/acc_success_only/mean@1" in run.steps[4]  # verl's aux copy: not used
+    assert sorted(run.validation()) == [0, 2, 4]
+    assert run.validation()[4]["amc"].metric == "val-core/amc/acc/mean@1"
+
+
+def test_table_values_averages_and_delta(runs):
+    table = build_table([load_run(runs["echo"]), load_run(runs["base"])], "last")
+    names = [r.name for r in table.rows]
+    assert names == ["grpo_baseline_qwen", "grpo_echo_qwen", "Δ grpo_qwen (echo − baseline)"]
+    base, echo, delta = table.rows
+    assert base.step == echo.step == 4 and delta.step is None
+    assert base.values["math"] == 0.75 and base.values["mmlu_pro"] is None
+    assert base.avgs["ID"] == pytest.approx(225 / 600) and base.avgs["OOD"] == pytest.approx(0.625)
+    assert echo.avgs["ID"] == pytest.approx(400 / 600) and echo.avgs["OOD"] == pytest.approx(0.625)
+    assert delta.values["aime"] == pytest.approx(0.25) and delta.values["minerva"] == pytest.approx(0.5)
+    assert delta.avgs["ID"] == pytest.approx(175 / 600) and delta.avgs["OOD"] == pytest.approx(0.0)
+    assert delta.values["mmlu_pro"] is None
+
+    md = to_markdown(table)
+    lines = md.splitlines()
+    assert lines[0].startswith("| run | step | AIME24 | AIME25 | AMC23 | MATH-500 | Minerva | Olympiad | ID avg |")
+    assert lines[2] == "| grpo_baseline_qwen | 4 | 25.0 | 0.0 | 50.0 | 75.0 | 50.0 | 25.0 | 37.5 | 100.0 | 25.0 | - | 62.5 |"
+    assert lines[3] == "| grpo_echo_qwen | 4 | 50.0 | 25.0 | 75.0 | 100.0 | 100.0 | 50.0 | 66.7 | 75.0 | 50.0 | - | 62.5 |"
+    assert lines[4] == ("| **Δ grpo_qwen (echo − baseline)** |  | +25.0 | +25.0 | +25.0 | +25.0 | +50.0 | +25.0 "
+                        "| +29.2 | -25.0 | +25.0 | - | +0.0 |")
+    assert "not validated: grpo_baseline_qwen, grpo_echo_qwen have no MMLU-Pro; ID avg over 6/6, OOD avg over 2/3" in md
+    assert "`val-core/<data_source>/acc/mean@1`" in md
+
+    csv_lines = to_csv(table).splitlines()
+    assert csv_lines[0].split(",")[:3] == ["run", "step", "AIME24"]
+    assert csv_lines[1] == "grpo_baseline_qwen,4,25.0000,0.0000,50.0000,75.0000,50.0000,25.0000,37.5000,100.0000,25.0000,,62.5000"
+
+
+def test_step_best_and_number(runs):
+    echo = load_run(runs["echo"])
+    best = build_table([echo], "best")
+    assert best.rows[0].step == 2 and best.rows[0].values["aime"] == 1.0
+    assert any("optimistic" in n for n in best.footnotes)
+    assert build_table([echo], "2").rows[0].values["math"] == 1.0
+    assert build_table([echo], "0").rows[0].avgs["ID"] == 0.0  # a real 0, not a missing value
+    with pytest.raises(ReportError, match=r"no validation at step 3; validated steps: \[0, 2, 4\]"):
+        build_table([echo], "3")
+
+
+def test_delta_average_needs_the_same_benchmarks(tmp_path, monkeypatch):
+    """dapo echo without GPQA: its OOD avg covers ARC only, so the OOD delta is `-`, not a mixed number."""
+    echo = dict(ECHO)
+    del echo["gpqa"]
+    e = write_run(tmp_path / "dapo_echo_qwen.jsonl", monkeypatch, True, {4: as_rows(echo)})
+    b = write_run(tmp_path / "dapo_baseline_qwen.jsonl", monkeypatch, False, {4: as_rows(BASE)})
+    table = build_table([load_run(e), load_run(b)])
+    delta = table.rows[2]
+    assert delta.avgs["OOD"] is None and delta.avgs["ID"] == pytest.approx(175 / 600)
+    assert delta.values["arc_c"] == pytest.approx(-0.25) and delta.values["gpqa"] is None
+    assert any("cover different benchmarks" in n for n in table.footnotes)
+
+
+def test_n_samples_and_out_of_suite_sources(tmp_path, monkeypatch):
+    """val_kwargs.n=4 gives mean@4 (avg over samples and prompts); a toy data_source with a slash is an
+    extra column outside both averages."""
+    rows = {"aime": [[1, 0, 0, 0], [1, 1, 1, 1]], "echorl/addition": [[1, 0, 1, 0]]}
+    path = write_run(tmp_path / "toy.jsonl", monkeypatch, False, {1: rows}, steps=1)
+    run = load_run(path)
+    assert run.validation()[1]["aime"].metric == "val-core/aime/acc/mean@4"
+    table = build_table([run])
+    row = table.rows[0]
+    assert row.values["aime"] == pytest.approx(0.625) and row.values["echorl/addition"] == 0.5
+    assert row.avgs["ID"] == pytest.approx(0.625) and row.avgs["OOD"] is None
+    assert table.extras == ["echorl/addition"]
+    assert to_markdown(table).splitlines()[0].endswith("| OOD avg | echorl/addition |")
+
+
+def test_summary(runs):
+    s = summarize(runs["echo"])
+    assert s["name"] == "grpo_echo_qwen" and s["train_steps"] == 4 and s["steps"] == [0, 1, 2, 3, 4]
+    assert s["echo"]["all_success_group_share"]["last"] == pytest.approx(0.4)
+    assert s["echo"]["all_success_group_share"]["mean"] == pytest.approx(0.25)
+    assert s["echo"]["echo_loss"]["last"] == pytest.approx(0.5)
+    assert s["validation"]["math"]["first"] == [0, 0.0] and s["validation"]["math"]["last"] == [4, 1.0]
+    text = format_summary(s)
+    assert 6 <= len(text.splitlines()) <= 15
+    assert "all-success group share: last 0.400, mean 0.250" in text
+    assert "math 0.0@0 -> 100.0@4" in text and runs["echo"] in text
+    assert "no echo/* metrics" in format_summary(summarize(runs["base"]))
+
+
+def test_plot_writes_pngs(runs, tmp_path):
+    out = tmp_path / "plots"
+    paths = plot_runs([load_run(runs["echo"]), load_run(runs["base"])], str(out))
+    names = sorted(os.path.basename(p) for p in paths)
+    assert names == sorted(["val_accuracy.png", "all_success_share.png", "echo_loss.png", "clip_token_share.png",
+                            "train_score.png", "entropy.png", "response_length.png", "overview.png"])
+    for p in paths:
+        data = open(p, "rb").read()
+        assert data.startswith(PNG_MAGIC) and len(data) > 5000, p
+    assert sorted(os.listdir(out)) == names  # no temporary file left behind
+
+
+# ---- bad input -----------------------------------------------------------------------------------
+
+def test_missing_empty_and_corrupt_files(tmp_path, runs):
+    with pytest.raises(ReportError, match="no such file or folder"):
+        load_run(str(tmp_path / "nope.jsonl"))
+    (tmp_path / "empty_run").mkdir()
+    with pytest.raises(ReportError, match="run folder has no metrics.jsonl"):
+        load_run(str(tmp_path / "empty_run"))
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(ReportError, match="empty.jsonl: empty"):
+        load_run(str(empty))
+    good = open(runs["echo"]).read().splitlines()
+    bad = tmp_path / "cut.jsonl"
+    bad.write_text("\n".join(good[:3]) + "\n" + good[3][:40])  # killed mid-write
+    with pytest.raises(ReportError, match=r"cut.jsonl:4: not valid JSON \(the last line.*Delete or repair"):
+        load_run(str(bad))
+    shape = tmp_path / "shape.jsonl"
+    shape.write_text(good[0] + '\n{"step": "1", "data": {}}\n')
+    with pytest.raises(ReportError, match=r"shape.jsonl:2: expected verl's file-logger record"):
+        load_run(str(shape))
+
+
+def test_no_validation_is_an_error_for_table_and_plot(tmp_path, monkeypatch):
+    path = write_run(tmp_path / "grpo_echo_noval.jsonl", monkeypatch, True, {})
+    run = load_run(path)
+    with pytest.raises(ReportError, match="has no validation metrics"):
+        build_table([run])
+    with pytest.raises(ReportError, match="has no validation metrics"):
+        plot_runs([run], str(tmp_path / "plots"))
+    assert not (tmp_path / "plots").exists()
+    assert "validation: none logged" in format_summary(summarize(path))
+
+
+def test_duplicate_names_and_labels(runs):
+    with pytest.raises(ReportError, match="two runs are named"):
+        build_table([load_run(runs["echo"]), load_run(runs["echo"])])
+    table = build_table([load_run(runs["echo"]), load_run(f"other={runs['echo']}")])
+    assert [r.name for r in table.rows] == ["grpo_echo_qwen", "other"]
+
+
+def test_cli_writes_atomically_and_reports_errors(runs, tmp_path, capsys):
+    out, csv_path = tmp_path / "t" / "table.md", tmp_path / "t" / "table.csv"
+    bad = tmp_path / "grpo_echo_bad.jsonl"
+    bad.write_text('{"step": 0, "data": {}}\n{oops\n')
+    rc = report_main(["table", runs["echo"], str(bad), "--out", str(out), "--csv", str(csv_path)])
+    assert rc == 2 and "grpo_echo_bad.jsonl:2: not valid JSON" in capsys.readouterr().err
+    assert not out.exists() and not csv_path.exists()
+
+    assert report_main(["table", runs["echo"], runs["base"], "--out", str(out), "--csv", str(csv_path)]) == 0
+    assert "| grpo_echo_qwen | 4 |" in out.read_text() and csv_path.read_text().startswith("run,step,")
+    before = out.read_text()
+    assert report_main(["table", runs["echo"], "--step", "3", "--out", str(out)]) == 2
+    assert out.read_text() == before  # an older table survives a failed run
+    assert sorted(os.listdir(out.parent)) == ["table.csv", "table.md"]
+
+
+def test_atomic_write_all_is_all_or_nothing(tmp_path):
+    def boom(tmp):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic.write_all({str(tmp_path / "a.md"): lambda t: open(t, "w").write("a"), str(tmp_path / "b.md"): boom})
+    assert os.listdir(tmp_path) == []
+
+
+def test_python_dash_m_entry_point(runs):
+    out = subprocess.run([sys.executable, "-m", "echorl_verl.report", "summary", str(runs["root"] / "grpo_echo_qwen")],
+                         capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("run grpo_echo_qwen: 4 training step(s)")
+    out = subprocess.run([sys.executable, "-m", "echorl_verl.report", "table", "/nonexistent/run"],
+                         capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.returncode == 2 and "error: /nonexistent/run: no such file or folder" in out.stderr
+
+
+# ---- recipes/eval_qwen.sh ------------------------------------------------------------------------
+
+def eval_recipe(tmp_path, *extra, make_data=True, **env):
+    """Run the recipe with PYTHON pointing at a probe that records argv and the metrics path."""
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    if make_data:
+        for s in ("aime", "aime25", "amc", "math", "minerva", "olympiad_bench", "arc_c", "gpqa", "mmlu_pro"):
+            (data / f"{s}.parquet").write_bytes(b"")  # the recipe checks existence only
+    record = tmp_path / "argv"
+    probe = tmp_path / "python"
+    probe.write_text(f'#!/bin/sh\necho "$VERL_FILE_LOGGER_PATH" > {record}\nprintf "%s\\n" "$@" >> {record}\n')
+    probe.chmod(0o755)
+    environ = dict(os.environ, PYTHON=str(probe), RUN_ROOT=str(tmp_path / "runs"), DATA_DIR=str(data), **env)
+    environ.pop("VERL_FILE_LOGGER_PATH", None)
+    proc = subprocess.run(["bash", os.path.join(REPO, "recipes", "eval_qwen.sh"), *extra], capture_output=True,
+                          text=True, env=environ, timeout=60)
+    return proc, (record.read_text().splitlines() if record.exists() else None)
+
+
+def test_eval_recipe_composes_a_val_only_config(tmp_path):
+    from omegaconf import OmegaConf
+
+    from echo_testlib import compose_config
+    from echorl_verl.main_ppo import prepare_config
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+
+    proc, lines = eval_recipe(tmp_path, MODEL_PATH="/ckpt/grpo_echo_qwen_hf", NAME="grpo_echo_qwen")
+    assert proc.returncode == 0, proc.stderr
+    assert lines[0] == str(tmp_path / "runs" / "eval_grpo_echo_qwen" / "metrics.jsonl")
+    assert lines[1:3] == ["-m", "echorl_verl.main_ppo"]
+    config = compose_config(lines[3:])
+    assert prepare_config(config).enable is False
+    validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+    assert not need_critic(config)
+    cfg = OmegaConf.to_container(config, resolve=False)
+    t, r = cfg["trainer"], cfg["actor_rollout_ref"]["rollout"]
+    assert t["val_only"] is True and t["val_before_train"] is True and "file" in t["logger"]
+    assert t["experiment_name"] == "eval_grpo_echo_qwen"
+    assert r["name"] == "vllm" and r["val_kwargs"]["temperature"] == 0.6 and r["val_kwargs"]["n"] == 1
+    assert cfg["data"]["max_response_length"] == 8192
+    assert cfg["actor_rollout_ref"]["model"]["path"] == "/ckpt/grpo_echo_qwen_hf"
+    val_files = cfg["data"]["val_files"]
+    assert [os.path.basename(f) for f in val_files] == [
+        "aime.parquet", "aime25.parquet", "amc.parquet", "math.parquet", "minerva.parquet",
+        "olympiad_bench.parquet", "arc_c.parquet", "gpqa.parquet", "mmlu_pro.parquet"]
+
+
+def test_eval_recipe_refuses_missing_data(tmp_path):
+    proc, lines = eval_recipe(tmp_path, make_data=False)
+    assert proc.returncode == 2 and lines is None
+    assert "missing data file(s)" in proc.stderr and "mmlu_pro.parquet" in proc.stderr
+    assert "data_prep/all.sh" in proc.stderr
