@@ -1,0 +1,104 @@
+"""Run verl 0.9.1's real trainer on a CPU: platform, gloo process groups, an HF-transformers rollout.
+
+Enabled by `VERL_PLATFORM=cpu`: the project plugin (`echorl_verl/plugin.py`, imported by `import verl`
+in the driver, the TaskRunner and every Ray worker) then calls `enable_cpu_backend()`. Nothing here runs
+when VERL_PLATFORM is anything else, so a GPU machine is unaffected.
+
+What `enable_cpu_backend()` does, each step idempotent:
+1. registers `PlatformCPU` as platform "cpu" (public `verl.plugin.platform.PlatformRegistry`);
+2. sets `VERL_ENGINE_DEVICE=cuda` when unset: verl registers its FSDP engine for cuda/npu only, and this
+   verl-provided override selects it (FSDP2 itself runs on CPU tensors);
+3. wraps `initialize_global_process_group_ray` so it asks for `gloo` instead of `cpu:gloo,cpu:gloo`;
+4. registers the `hf` rollout (`actor_rollout_ref.rollout.name=hf`) with verl's rollout registries.
+
+`preflight(config)` checks a main_ppo config before Ray starts (see `preflight.py`).
+These touch verl internals (the two rollout registries, a module-level function): pin verl==0.9.1.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .preflight import PreflightError, preflight
+
+__all__ = ["enable_cpu_backend", "cpu_backend_enabled", "preflight", "PreflightError", "CPUBackendError"]
+
+_ENABLED = False
+
+
+class CPUBackendError(RuntimeError):
+    """The CPU backend could not be enabled (raised loudly: verl swallows plugin import errors)."""
+
+
+def cpu_backend_enabled() -> bool:
+    """True once `enable_cpu_backend()` succeeded in this process."""
+    return _ENABLED
+
+
+def _step(what: str, fix: str, fn) -> None:
+    try:
+        fn()
+    except Exception as err:  # noqa: BLE001  (re-raised with the step and the fix named)
+        raise CPUBackendError(f"echorl_verl CPU backend: {what} failed: {type(err).__name__}: {err}. {fix}") from err
+
+
+def _load_hf_replica():
+    from .hf_rollout import HFReplica
+
+    return HFReplica
+
+
+def _register_hf_rollout() -> None:
+    """Register `hf` with verl's two rollout registries, by name only.
+
+    hf_rollout.py is imported lazily (when verl resolves the name): a Ray worker that unpickles
+    HFRolloutServer imports hf_rollout, which imports verl, whose plugin hook calls this function;
+    importing hf_rollout here would hit the half-imported module.
+    """
+    from verl.workers.rollout import base, replica
+
+    base._ROLLOUT_REGISTRY[("hf", "async")] = "echorl_verl.cpu.hf_rollout.HFServerAdapter"
+    replica.RolloutReplicaRegistry.register("hf", _load_hf_replica)
+
+
+def enable_cpu_backend() -> None:
+    """Make verl run on this CPU (see the module docstring). Safe to call many times.
+
+    Sets VERL_PLATFORM=cpu when it is unset (so Ray workers started later inherit it) and refuses
+    another value. Raises CPUBackendError naming the failed step.
+    """
+    global _ENABLED
+    if _ENABLED:
+        return
+    platform = os.environ.get("VERL_PLATFORM", "").strip().lower()
+    if platform not in ("", "cpu"):
+        raise CPUBackendError(
+            f"echorl_verl CPU backend: VERL_PLATFORM={platform!r} asks for another platform; "
+            "unset it or set VERL_PLATFORM=cpu"
+        )
+    os.environ["VERL_PLATFORM"] = "cpu"
+
+    from .platform import PlatformCPU, register_platform
+
+    pin = "This backend targets verl==0.9.1; check `pip show verl`."
+    _step("registering the 'cpu' platform", pin, register_platform)
+
+    def _check_singleton():
+        from verl.plugin.platform import platform_manager
+
+        current = platform_manager._current_platform
+        if current is not None and not isinstance(current, PlatformCPU):
+            raise RuntimeError(
+                f"verl already chose platform {type(current).__name__} in this process before the CPU backend "
+                "was enabled; export VERL_PLATFORM=cpu before starting Python so the plugin runs at `import verl`"
+            )
+
+    _step("checking verl's platform singleton", "", _check_singleton)
+    os.environ.setdefault("VERL_ENGINE_DEVICE", "cuda")
+
+    from .distributed import patch_process_group_init
+
+    _step("patching initialize_global_process_group_ray (gloo)", pin, patch_process_group_init)
+
+    _step("registering the 'hf' rollout", pin, _register_hf_rollout)
+    _ENABLED = True

@@ -1,0 +1,36 @@
+"""`python -m echorl_verl.cpu.check OVERRIDES...`: run `preflight` on main_ppo's config, before Ray starts.
+
+Composes verl's `ppo_trainer` config with the same Hydra overrides main_ppo would get, and exits 2 with
+the preflight message (naming the key and the fix) when the run cannot work. The CPU recipe calls this
+first, so a bad path or a missing override is a one-line error instead of a trace from a Ray worker.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    from hydra import compose, initialize_config_module
+
+    overrides = list(sys.argv[1:] if argv is None else argv)
+    with initialize_config_module(config_module="verl.trainer.config", version_base=None):
+        config = compose(config_name="ppo_trainer", overrides=overrides)
+    if os.environ.get("VERL_PLATFORM", "").strip().lower() == "cpu":
+        from echorl_verl.cpu import enable_cpu_backend
+
+        enable_cpu_backend()
+    from echorl_verl.cpu import PreflightError, preflight
+
+    try:
+        preflight(config)
+    except PreflightError as err:
+        print(f"echorl_verl preflight: {err}", file=sys.stderr)
+        return 2
+    print("echorl_verl preflight: ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
