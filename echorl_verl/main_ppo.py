@@ -113,7 +113,13 @@ def run(config: DictConfig) -> None:
 
 @hydra.main(config_path="configs", config_name="echo_ppo_trainer", version_base=None)
 def main(config: DictConfig) -> None:
-    run(config)
+    from echorl_verl.cpu import PreflightError
+
+    try:
+        run(config)
+    except (EchoConfigError, PreflightError) as err:
+        # a bad setting: one line that names the key and the fix, not a stack trace
+        raise SystemExit(f"echorl_verl: {err}") from None
 
 
 if __name__ == "__main__":

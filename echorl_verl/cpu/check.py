@@ -1,6 +1,6 @@
 """`python -m echorl_verl.cpu.check OVERRIDES...`: run `preflight` on main_ppo's config, before Ray starts.
 
-Composes verl's `ppo_trainer` config with the same Hydra overrides main_ppo would get, and exits 2 with
+Composes verl's `ppo_trainer` config (through echorl's echo_ppo_trainer, which extends it) with the same Hydra overrides main_ppo would get, and exits 2 with
 the preflight message (naming the key and the fix) when the run cannot work. The CPU recipe calls this
 first, so a bad path or a missing override is a one-line error instead of a trace from a Ray worker.
 """
@@ -15,8 +15,9 @@ def main(argv: list[str] | None = None) -> int:
     from hydra import compose, initialize_config_module
 
     overrides = list(sys.argv[1:] if argv is None else argv)
-    with initialize_config_module(config_module="verl.trainer.config", version_base=None):
-        config = compose(config_name="ppo_trainer", overrides=overrides)
+    # echorl's config is verl's ppo_trainer plus the `echo` group: it composes both kinds of run.
+    with initialize_config_module(config_module="echorl_verl.configs", version_base=None):
+        config = compose(config_name="echo_ppo_trainer", overrides=overrides)
     if os.environ.get("VERL_PLATFORM", "").strip().lower() == "cpu":
         from echorl_verl.cpu import enable_cpu_backend
 
