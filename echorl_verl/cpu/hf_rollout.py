@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 ROLLOUT_NAME = "hf"
 # How long the server waits for more concurrent requests before starting a batch (seconds).
 BATCH_WINDOW_S = 0.02
+BATCH_MAX_WAIT_S = 0.5  # cap of the wait for a quiet queue
 
 
 def server_actor_name(replica_rank: int, name_suffix: str = "", kind: str = "") -> str:
@@ -148,10 +149,21 @@ class HFRolloutServer:
         )
 
     async def _run_batches(self):
-        """Drain the queue: wait a moment for concurrent requests, then one batch per sampling key."""
+        """Drain the queue: wait until requests stop arriving, then one batch per sampling key.
+
+        Waiting until the queue is quiet (up to BATCH_MAX_WAIT_S) gathers most of a step's requests into one
+        `generate()` call (faster on CPU than several small ones); sorting by prompt makes the batch order
+        independent of arrival order. Runs are still not bit-reproducible: how requests split into batches
+        depends on timing, and each split draws the sampling noise differently.
+        """
+        loop = asyncio.get_running_loop()
         while self._pending:
-            await asyncio.sleep(BATCH_WINDOW_S)
+            seen, deadline = -1, loop.time() + BATCH_MAX_WAIT_S
+            while len(self._pending) != seen and loop.time() < deadline:
+                seen = len(self._pending)
+                await asyncio.sleep(BATCH_WINDOW_S)
             pending, self._pending = self._pending, []
+            pending.sort(key=lambda item: (item[0], item[1].prompt_ids, item[1].max_tokens))
             groups: dict[tuple, list[_Request]] = {}
             for key, req in pending:
                 groups.setdefault(key, []).append(req)
