@@ -24,6 +24,8 @@ demo: env
 bench: env
 	$(PY) -m benchmarks.bench_selection
 	$(PY) -m benchmarks.bench_actor_step
+	$(PY) -m benchmarks.bench_cpu_step
+	$(PY) -m benchmarks.check_reward_agreement
 
 clean-env:
 	rm -rf $(VENV)
