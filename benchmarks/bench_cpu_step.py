@@ -60,8 +60,12 @@ def main():
     select = statistics.median(s["timing_s/echo_select"] for s in samples[True])
     step_on = statistics.median(s["timing_s/step"] for s in samples[True])
     print(f"{'timing_s/echo_select':<36}{'-':>12}{select:>12.4f}   ({100 * select / step_on:.2f}% of the step)")
+    no_gen = {e: statistics.median(s["timing_s/step"] - s["timing_s/gen"] for s in samples[e]) for e in (False, True)}
+    print(f"{'step minus generation (s)':<36}{no_gen[False]:>12.4f}{no_gen[True]:>12.4f}{no_gen[True] / no_gen[False]:>9.3f}")
     ratio = step_on / statistics.median(s["timing_s/step"] for s in samples[False])
     print(f"step time ratio echo/off: {ratio:.3f}   (goal <= 1.05)")
+    print("note: HF generation on CPU varies run to run (sampled lengths, batching); the rows without it and"
+          " echo_select isolate what EchoRL adds.")
 
 
 if __name__ == "__main__":

@@ -35,14 +35,33 @@ def clip_nll_sum(log_prob: torch.Tensor, clip_mask: torch.Tensor) -> torch.Tenso
     """Sum of -log pi over the clip tokens.
 
     Args:
-        log_prob: [b, T] log-probabilities of the response tokens under the current policy.
-        clip_mask: [b, T] 0/1 mask of the clip tokens (same layout).
+        log_prob: log-probabilities of the response tokens under the current policy, [b, T] or flat [N].
+        clip_mask: 0/1 mask of the clip tokens, same layout.
     Returns:
         scalar tensor. `torch.where` rather than a product so that a -inf log-prob at a masked-out
         position cannot turn into NaN.
     """
     mask = clip_mask.to(torch.bool)
     return -torch.where(mask, log_prob, torch.zeros_like(log_prob)).sum()
+
+
+def response_log_probs_flat(log_probs: torch.Tensor, data: TensorDict) -> torch.Tensor:
+    """The response tokens' log-probs, flat [sum of response lengths], from the engine's nested output.
+
+    Same positions as verl's `no_padding_2_padding` (row i's response token j sits at
+    `seq_end_i - resp_len_i - 1 + j` of the shifted sequence log-probs), but one gather instead of a Python
+    loop over rows and a padded copy: this runs on every micro-batch, next to the model's backward.
+    """
+    values = log_probs.values() if log_probs.is_nested else log_probs
+    prompt_lens = data["prompts"].offsets().diff()
+    response_lens = data["responses"].offsets().diff()
+    seq_ends = (prompt_lens + response_lens).cumsum(0)
+    first = seq_ends - response_lens - 1  # flat index of each row's first response log-prob
+    row_starts = response_lens.cumsum(0) - response_lens
+    total = int(response_lens.sum())
+    within = torch.arange(total, device=values.device) - torch.repeat_interleave(row_starts, response_lens, output_size=total)
+    index = torch.repeat_interleave(first, response_lens, output_size=total) + within
+    return values[index]
 
 
 def echo_ppo_loss(config, model_output, data: TensorDict, dp_group=None, *, coef: float = 0.001, base_loss=ppo_loss):
@@ -80,8 +99,12 @@ def echo_ppo_loss(config, model_output, data: TensorDict, dp_group=None, *, coef
         metrics["actor/echo_loss"] = Metric(value=0.0, aggregation=aggregation)
         return loss, metrics
 
-    log_prob = no_padding_2_padding(model_output["log_probs"], data)
-    clip_mask = data.select(CLIP_MASK_KEY).to_padded_tensor()[CLIP_MASK_KEY]
+    clip_mask = data[CLIP_MASK_KEY]
+    if data["prompts"].is_nested and clip_mask.is_nested:  # verl's no-padding layout (the engine's default)
+        log_prob, clip_mask = response_log_probs_flat(model_output["log_probs"], data), clip_mask.values()
+    else:
+        log_prob = no_padding_2_padding(model_output["log_probs"], data)
+        clip_mask = data.select(CLIP_MASK_KEY).to_padded_tensor()[CLIP_MASK_KEY]
     echo_loss = clip_nll_sum(log_prob, clip_mask) / global_clip_tokens * dp_size
     metrics["actor/echo_loss"] = Metric(value=echo_loss.detach(), aggregation=aggregation)
     return loss + coef * echo_loss, metrics

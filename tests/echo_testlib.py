@@ -35,3 +35,8 @@ def tiny_qwen2(vocab_size=64, seed=0):
     model = Qwen2ForCausalLM(config).to(torch.float64)
     model.eval()  # no dropout: gradients must be comparable bit for bit across splits
     return model
+
+
+def toy_cache_dir(name):
+    """Where toy builds are cached between test sessions ($ECHORL_CACHE, default ~/.cache/echorl_verl)."""
+    return os.path.join(os.path.expanduser(os.environ.get("ECHORL_CACHE", "~/.cache/echorl_verl")), name)

@@ -16,24 +16,11 @@ import torch
 
 from echorl_verl.cpu.overrides import CPU_OVERRIDES
 from echorl_verl.cpu.preflight import PreflightError, preflight
-from echorl_verl.toy.build import QUICK, build, paths
 from echorl_verl.toy.task import sample_problems
 from echorl_verl.toy.tokenizer import encode_prompt
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(REPO, "recipes", "cpu_grpo_baseline.sh")
-
-
-def cache_root() -> str:
-    return os.path.expanduser(os.environ.get("ECHORL_CACHE", "~/.cache/echorl_verl"))
-
-
-@pytest.fixture(scope="session")
-def toy():
-    """Paths of the tiny test build (built once into the cache, reused across sessions)."""
-    out = os.path.join(cache_root(), "toy-quick")
-    build(out, QUICK, progress=False)
-    return paths(out)
 
 
 def _run_python(code: str, env_extra: dict, unset=("VERL_PLATFORM", "VERL_USE_EXTERNAL_MODULES")) -> dict:

@@ -13,6 +13,7 @@ import subprocess
 import pytest
 import torch
 
+from echo_testlib import toy_cache_dir
 from echorl_verl.toy.build import BuildSettings, build, paths
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,7 +26,7 @@ ECHO_KEYS = ("echo/all_success_group_share", "echo/all_fail_group_share", "echo/
 @pytest.fixture(scope="module")
 def toy():
     """The demo's model (0.4M parameters; built once into the cache, about 1.5 minutes on 2 idle cores)."""
-    out = os.path.join(os.path.expanduser(os.environ.get("ECHORL_CACHE", "~/.cache/echorl_verl")), "toy-default")
+    out = toy_cache_dir("toy-default")
     build(out, BuildSettings(), progress=False)
     return paths(out)
 

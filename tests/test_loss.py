@@ -202,3 +202,20 @@ def test_clip_nll_ignores_minus_inf_outside_the_clip():
     value.backward()
     assert value.item() == 3.0
     assert torch.isfinite(log_prob.grad).all()
+
+
+def test_flat_response_log_probs_match_verls_padding_helper():
+    """Our one-gather slicing picks the same log-probs as verl's no_padding_2_padding."""
+    from verl.workers.utils.padding import no_padding_2_padding
+
+    from echorl_verl.loss import response_log_probs_flat
+
+    data, prompts, responses, _ = make_batch(seed=4)
+    g = torch.Generator().manual_seed(0)
+    seq_log_probs = tu.nested_tensor_from_tensor_list(
+        [torch.randn(len(p) + len(r), generator=g, dtype=torch.float64) for p, r in zip(prompts, responses)]
+    )
+    padded = no_padding_2_padding(seq_log_probs, data)
+    lengths = [len(r) for r in responses]
+    expected = torch.cat([padded[i, :n] for i, n in enumerate(lengths)])
+    assert torch.equal(response_log_probs_flat(seq_log_probs, data), expected)

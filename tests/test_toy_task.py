@@ -16,18 +16,6 @@ from echorl_verl.toy.task import Problem, sample_problems, worked_solution
 from echorl_verl.toy.tokenizer import EOS, PAD, build_tokenizer, encode_prompt, save_tokenizer
 
 
-def cache_root() -> str:
-    return os.path.expanduser(os.environ.get("ECHORL_CACHE", "~/.cache/echorl_verl"))
-
-
-@pytest.fixture(scope="session")
-def quick_build():
-    """The tiny test build, made once into the cache and reused across sessions."""
-    out = os.path.join(cache_root(), "toy-quick")
-    build(out, QUICK, progress=False)
-    return out
-
-
 # ---------------------------------------------------------------- task
 def _check_worked(problem: Problem) -> None:
     lines = worked_solution(problem).split("\n")
