@@ -31,7 +31,7 @@ from tqdm import tqdm
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from echorl_verl.rewards import CHOICE_SOURCES, compute_score  # noqa: E402
 
-DEFAULT_GLOB = "/work/shared/data/benchmarks/*.parquet"
+DEFAULT_GLOB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "benchmarks", "*.parquet")
 
 
 def gold_text(ground_truth) -> str:

@@ -40,3 +40,14 @@ def tiny_qwen2(vocab_size=64, seed=0):
 def toy_cache_dir(name):
     """Where toy builds are cached between test sessions ($ECHORL_CACHE, default ~/.cache/echorl_verl)."""
     return os.path.join(os.path.expanduser(os.environ.get("ECHORL_CACHE", "~/.cache/echorl_verl")), name)
+
+
+def shared_benchmarks_dir():
+    """The project's real benchmark rows (verl format): $ECHORL_BENCHMARKS, else ../shared/data/benchmarks
+    beside the checkout (where CI puts it), else /work/shared/data/benchmarks."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for candidate in (os.environ.get("ECHORL_BENCHMARKS"), os.path.join(repo, "..", "shared", "data", "benchmarks"),
+                      "/work/shared/data/benchmarks"):
+        if candidate and os.path.exists(os.path.join(candidate, "math_eval_suite.parquet")):
+            return os.path.abspath(candidate)
+    return os.path.join(repo, "..", "shared", "data", "benchmarks")  # absent: the tests that need it skip

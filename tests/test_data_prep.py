@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from echo_testlib import shared_benchmarks_dir
 from echorl_verl.data import parquet_io
 from echorl_verl.data.cli import main_choice, main_math_eval, main_math_train
 from echorl_verl.data.math_sets import DAPO_PREFIX, DAPO_SUFFIX
@@ -24,7 +25,7 @@ from echorl_verl.data.rows import ROW_SCHEMA, RowError
 from echorl_verl.data.templates import ECHO_SYSTEM_PROMPT, MC_INSTRUCTION, VERL_MATH_SUFFIX
 
 REPO = Path(__file__).resolve().parents[1]
-BENCH = Path(os.environ.get("ECHORL_BENCHMARKS", "/work/shared/data/benchmarks"))
+BENCH = Path(shared_benchmarks_dir())
 needs_bench = pytest.mark.skipif(not (BENCH / "math_eval_suite.parquet").exists(), reason="shared benchmarks absent")
 
 

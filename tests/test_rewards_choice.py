@@ -5,10 +5,11 @@ import os
 import pandas as pd
 import pytest
 
+from echo_testlib import shared_benchmarks_dir
 from echorl_verl.rewards import compute_score
 from echorl_verl.rewards.multiple_choice import extract_choice
 
-BENCH = "/work/shared/data/benchmarks"
+BENCH = shared_benchmarks_dir()
 
 
 @pytest.mark.parametrize(

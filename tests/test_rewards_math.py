@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from echo_testlib import shared_benchmarks_dir
 from echorl_verl.rewards import KNOWN_DATA_SOURCES, RESULT_KEYS, compute_score, math_golds
 from echorl_verl.rewards.extract import last_boxed, strip_thinking
 
-BENCH = "/work/shared/data/benchmarks"
+BENCH = shared_benchmarks_dir()
 MATH_FILES = [f"{BENCH}/math_eval_suite.parquet", f"{BENCH}/math_lighteval_with_solutions.parquet"]
 needs_bench = pytest.mark.skipif(not os.path.exists(MATH_FILES[0]), reason="benchmark parquet files not on this machine")
 
