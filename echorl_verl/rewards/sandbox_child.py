@@ -22,6 +22,7 @@ import resource
 import sys
 
 MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
+MS_RDONLY, MS_REMOUNT = 1, 32
 WORK_MOUNT = "/tmp/work"
 HIDDEN_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
 
@@ -57,26 +58,45 @@ def _blocked_ancestor(path):
     return None
 
 
-def _expose(libc, paths, tmpfs_opts):
-    """Make ``paths`` (the interpreter, the venv, this package) reachable by the dropped uid.
+def _under(path, dirs):
+    return any(path == d or path.startswith(d.rstrip("/") + "/") for d in dirs)
 
-    A python installed under a private home (/root is 0700, e.g. pyenv) cannot be executed by
-    another uid. Inside our mount namespace the blocking directory is covered by an empty tmpfs
-    (which also hides everything else in it) and only the needed paths are bound back.
+
+def _expose(libc, fds, tmpfs_opts):
+    """Make the paths of ``fds`` (the interpreter, the venv, this package) reachable by the dropped uid.
+
+    ``fds`` maps each path to a directory fd opened BEFORE /tmp & co. were covered, so a venv or a checkout
+    under /tmp (CI clones anywhere) is still reachable. A path is bound back, read-only, when it sits under
+    a hidden directory or under a directory other uids cannot traverse (/root is 0700, e.g. pyenv): that
+    directory is covered by an empty tmpfs first, which also hides everything else in it.
     """
-    fds = {p: os.open(p, os.O_RDONLY | os.O_DIRECTORY) for p in paths}
     covered = set()
     for p, fd in fds.items():
-        top = _blocked_ancestor(p)
-        if top is None:
+        top = _blocked_ancestor(p) if not _under(p, HIDDEN_DIRS) else None
+        if top is None and not _under(p, HIDDEN_DIRS):
             continue
-        if top not in covered:
+        if top is not None and top not in covered:
             _mount(libc, "tmpfs", top, "tmpfs", MS_NOSUID | MS_NODEV, tmpfs_opts.replace("1777", "0755"))
             covered.add(top)
         os.makedirs(p, mode=0o755, exist_ok=True)
+        for parent in _parents_between(p, HIDDEN_DIRS + tuple(covered)):
+            os.chmod(parent, 0o755)  # the dropped uid must traverse the mount points we created
         _mount(libc, f"/proc/self/fd/{fd}", p, None, MS_BIND | MS_REC, None)
+        _mount(libc, None, p, None, MS_BIND | MS_REMOUNT | MS_RDONLY, None)
     for fd in fds.values():
         os.close(fd)
+
+
+def _parents_between(path, roots):
+    """The directories strictly between the root of ``roots`` that holds ``path`` and ``path`` itself."""
+    root = max((r for r in roots if _under(path, [r])), key=len, default=None)
+    if root is None:
+        return []
+    out, d = [], os.path.dirname(path)
+    while d != root and len(d) > len(root):
+        out.append(d)
+        d = os.path.dirname(d)
+    return out
 
 
 def init(cfg_path):
@@ -89,12 +109,13 @@ def init(cfg_path):
     for name in os.listdir(cfg["workdir"]):
         with open(os.path.join(cfg["workdir"], name), "rb") as f:
             files[name] = f.read()
+    fds = {p: os.open(p, os.O_RDONLY | os.O_DIRECTORY) for p in cfg["expose"]}  # before anything is covered
     _mount(libc, None, "/", None, MS_REC | MS_PRIVATE, None)  # nothing propagates to the host
     tmpfs_opts = f"size={cfg['tmpfs_mb']}m,mode=1777"
-    _expose(libc, cfg["expose"], tmpfs_opts)
     for d in HIDDEN_DIRS:
         if os.path.isdir(d) and not os.path.islink(d):
             _mount(libc, "tmpfs", d, "tmpfs", MS_NOSUID | MS_NODEV, tmpfs_opts)
+    _expose(libc, fds, tmpfs_opts)
     os.mkdir(WORK_MOUNT, 0o700)
     os.chown(WORK_MOUNT, cfg["uid"], cfg["uid"])
     for name, data in files.items():
