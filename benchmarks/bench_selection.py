@@ -173,7 +173,7 @@ def main(argv=None) -> None:
     for size in args.sizes:
         B, T = (int(x) for x in size.lower().split("x"))
         rows += bench(B, T, args.reps, configs)
-    print(f"\nEchoClip selection (group_ids_from_uids + select_echo_clips) vs verl compute_advantage(grpo)")
+    print("\nEchoClip selection (group_ids_from_uids + select_echo_clips) vs verl compute_advantage(grpo)")
     print(f"{args.threads} torch threads, {args.reps} interleaved repetitions; 'rows' = rows processed "
           f"(baseline: all; selection: the eligible ones)")
     print(f"machine load average (1 min) before / after: {load_before:.1f} / {os.getloadavg()[0]:.1f} on "

@@ -10,7 +10,7 @@ Where the paper is silent (see docs/method.md) the default is our choice, and th
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional
 
 SCOPES = ("all_success_groups", "all_successes")

@@ -3,7 +3,6 @@ the recipe's preflight. The end-to-end trainer runs are in tests/test_e2e_echo.p
 
 import asyncio
 import json
-import math
 import os
 import subprocess
 import sys
