@@ -30,6 +30,7 @@ setup(
         "datasets",
         "tqdm",
         "matplotlib",  # `python -m echorl_verl.report plot`
+        "scipy",  # t-intervals in `python -m echorl_verl.study report`
     ],
     extras_require={
         "gpu": ["verl[verl-core,vllm]==0.9.1"],

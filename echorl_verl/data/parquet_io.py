@@ -9,19 +9,13 @@ pandas index; row order is the caller's).
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from echorl_verl.atomic import write_all
 from echorl_verl.data.rows import ROW_SCHEMA, check_row
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def rows_to_table(rows: list[dict]) -> pa.Table:
@@ -41,18 +35,5 @@ def write_parquet_atomic(rows: Iterable[dict], path: str) -> str:
         raise ValueError(f"no rows to write to {path}: the source gave no usable record")
     table = rows_to_table(rows)
     path = os.path.abspath(path)
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
-        with os.fdopen(fd, "wb") as handle:
-            pq.write_table(table, handle, compression="zstd")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # KeyboardInterrupt included: never leave the temp file behind
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_all({path: lambda tmp: pq.write_table(table, tmp, compression="zstd")})
     return path
