@@ -5,6 +5,10 @@ an override such as `echo.coef=0.01` or `echo.clip_mode=full_response`. Unknown 
 at start-up (`EchoConfig.from_dict`) with a message that names the key and the valid values.
 
 Where the paper is silent (see docs/method.md) the default is our choice, and the field says so.
+
+The object is frozen: it is parsed and validated once per process (`from_dict`: in the driver by
+`main_ppo.prepare_config`, in the TaskRunner by the trainer, since the config crosses Ray as a DictConfig),
+and nothing downstream re-checks or changes it; `replace()` returns a validated copy.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ class EchoConfigError(ValueError):
     """A bad EchoRL setting. The message names the key, the value and what is valid."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class EchoConfig:
     enable: bool = True
     """Turn EchoRL on. With `false`, `python -m echorl_verl.main_ppo` trains exactly like verl's main_ppo
@@ -60,7 +64,7 @@ class EchoConfig:
     """Steps with fewer tokens cannot be the peak (a lone blank line must not win on one noisy token).
     1 = every step is a candidate. A sample with no candidate step gets no clip (counted in a metric)."""
 
-    boundary_token_ids: Optional[list[int]] = None
+    boundary_token_ids: Optional[tuple[int, ...]] = None
     """Token ids that end a step (the boundary token belongs to the step it ends). None (default): every
     token of the tokenizer whose decoded text contains a newline, which works for any tokenizer; the
     authors' Qwen2.5 ids are [198, 271]. Ids outside the vocabulary are an error at start-up."""
@@ -92,6 +96,12 @@ class EchoConfig:
     seed: int = 0
     """Seed of the random_prefix ablation (combined with the training step, so runs are reproducible)."""
 
+    grad_telemetry_every: int = 0
+    """Every N training steps (0 = never, the default), measure in the actor the gradient norm of the echo
+    term (`coef * L_clip`) and of verl's RL loss on each mini-batch, logged as `actor/echo_grad_norm`,
+    `actor/rl_grad_norm`, `actor/echo_grad_ratio` and `actor/echo_grad_cos`. It costs two extra
+    forward-backward passes over the batch on those steps (mode=loss only)."""
+
     @classmethod
     def from_dict(cls, values: Any) -> "EchoConfig":
         """Build from a dict or DictConfig; unknown keys and bad values raise EchoConfigError."""
@@ -110,12 +120,22 @@ class EchoConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise EchoConfigError(f"echo: unknown key(s) {unknown}; valid keys are {sorted(known)}")
+        values = dict(values)
+        ids = values.get("boundary_token_ids")
+        if ids is not None and not isinstance(ids, (str, bytes)) and hasattr(ids, "__iter__"):
+            values["boundary_token_ids"] = tuple(ids)  # frozen: a tuple, so the object can be hashed and shared
         config = cls(**values)
         config.validate()
         return config
 
+    def replace(self, **changes) -> "EchoConfig":
+        """A validated copy with `changes` applied."""
+        config = dataclasses.replace(self, **changes)
+        config.validate()
+        return config
+
     def validate(self, vocab_size: Optional[int] = None) -> None:
-        """Check every field; with `vocab_size`, also that boundary ids lie in the vocabulary."""
+        """Check every field (the object is not changed); with `vocab_size`, also that boundary ids lie in the vocabulary."""
 
         def choice(key: str, valid: tuple[str, ...]) -> None:
             if getattr(self, key) not in valid:
@@ -143,8 +163,11 @@ class EchoConfig:
             isinstance(self.advantage_value, (int, float)) and 0 <= self.advantage_value < float("inf")
         ):
             raise EchoConfigError(f"echo.advantage_value must be null or a finite number >= 0, got {self.advantage_value!r}")
-        if not isinstance(self.seed, int):
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise EchoConfigError(f"echo.seed must be an integer, got {self.seed!r}")
+        if not isinstance(self.grad_telemetry_every, int) or isinstance(self.grad_telemetry_every, bool) \
+                or self.grad_telemetry_every < 0:
+            raise EchoConfigError(f"echo.grad_telemetry_every must be an integer >= 0 (0 = off), got {self.grad_telemetry_every!r}")
         if self.boundary_token_ids is not None:
             ids = list(self.boundary_token_ids)
             if not ids or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
@@ -159,7 +182,6 @@ class EchoConfig:
                     f"echo.boundary_token_ids {bad} lie outside the vocabulary {where}; give ids of the model's "
                     f"tokenizer or null to derive them"
                 )
-            self.boundary_token_ids = ids
 
 
 def boundary_ids_from_tokenizer(tokenizer) -> list[int]:

@@ -30,6 +30,9 @@ CLIP_MASK_KEY = "echo_clip_mask"
 CLIP_TOKENS_KEY = "echo_clip_tokens"
 """Non-tensor field: clip tokens in the global mini-batch (all micro-batches and DP ranks)."""
 
+TELEMETRY_KEY = "echo_grad_telemetry"
+"""Non-tensor field set by the trainer on the steps whose actor update measures the gradient norms."""
+
 
 def clip_nll_sum(log_prob: torch.Tensor, clip_mask: torch.Tensor) -> torch.Tensor:
     """Sum of -log pi over the clip tokens.
@@ -64,6 +67,32 @@ def response_log_probs_flat(log_probs: torch.Tensor, data: TensorDict) -> torch.
     return values[index]
 
 
+def echo_term(model_output, data: TensorDict, *, coef: float):
+    """`coef * L_clip` of one micro-batch, or None when the global mini-batch has no clip token (or coef=0).
+
+    Returns (term or None, the value of L_clip for the `actor/echo_loss` metric).
+    """
+    from verl.utils import tensordict_utils as tu
+
+    global_clip_tokens = tu.get_non_tensor_data(data=data, key=CLIP_TOKENS_KEY, default=None)
+    if global_clip_tokens is None:
+        raise RuntimeError(
+            f"echo_ppo_loss: the micro-batch has '{CLIP_MASK_KEY}' but no '{CLIP_TOKENS_KEY}'. The global clip-token "
+            "count is set by echorl_verl.workers.EchoTrainingWorker; run training through "
+            "`python -m echorl_verl.main_ppo` (or use EchoActorRolloutRefWorker as the actor worker)."
+        )
+    if global_clip_tokens == 0 or coef == 0:
+        return None, 0.0
+    clip_mask = data[CLIP_MASK_KEY]
+    if data["prompts"].is_nested and clip_mask.is_nested:  # verl's no-padding layout (the engine's default)
+        log_prob, clip_mask = response_log_probs_flat(model_output["log_probs"], data), clip_mask.values()
+    else:
+        log_prob = no_padding_2_padding(model_output["log_probs"], data)
+        clip_mask = data.select(CLIP_MASK_KEY).to_padded_tensor()[CLIP_MASK_KEY]
+    echo_loss = clip_nll_sum(log_prob, clip_mask) / global_clip_tokens * data["dp_size"]
+    return coef * echo_loss, echo_loss.detach()
+
+
 def echo_ppo_loss(config, model_output, data: TensorDict, dp_group=None, *, coef: float = 0.001, base_loss=ppo_loss):
     """Drop-in for `verl.workers.utils.losses.ppo_loss` with the echo term added.
 
@@ -78,36 +107,23 @@ def echo_ppo_loss(config, model_output, data: TensorDict, dp_group=None, *, coef
         coef: lambda, the weight of L_clip.
         base_loss: the RL loss the echo term is added to (verl's `ppo_loss`).
     Returns:
-        (loss, metrics) like `ppo_loss`; metrics gain `actor/echo_loss` and `actor/echo_clip_tokens`.
+        (loss, metrics) like `ppo_loss`; metrics gain `actor/echo_loss`.
     """
     loss, metrics = base_loss(config, model_output, data, dp_group)
     if CLIP_MASK_KEY not in data.keys():
         return loss, metrics
-
-    from verl.utils import tensordict_utils as tu
-
-    global_clip_tokens = tu.get_non_tensor_data(data=data, key=CLIP_TOKENS_KEY, default=None)
-    if global_clip_tokens is None:
-        raise RuntimeError(
-            f"echo_ppo_loss: the micro-batch has '{CLIP_MASK_KEY}' but no '{CLIP_TOKENS_KEY}'. The global clip-token "
-            "count is set by echorl_verl.workers.EchoTrainingWorker; run training through "
-            "`python -m echorl_verl.main_ppo` (or use EchoActorRolloutRefWorker as the actor worker)."
-        )
-    dp_size = data["dp_size"]
-    aggregation = AggregationType.SUM  # each micro-batch holds a partial sum of a global-batch mean
-    if global_clip_tokens == 0 or coef == 0:
-        metrics["actor/echo_loss"] = Metric(value=0.0, aggregation=aggregation)
-        return loss, metrics
-
-    clip_mask = data[CLIP_MASK_KEY]
-    if data["prompts"].is_nested and clip_mask.is_nested:  # verl's no-padding layout (the engine's default)
-        log_prob, clip_mask = response_log_probs_flat(model_output["log_probs"], data), clip_mask.values()
-    else:
-        log_prob = no_padding_2_padding(model_output["log_probs"], data)
-        clip_mask = data.select(CLIP_MASK_KEY).to_padded_tensor()[CLIP_MASK_KEY]
-    echo_loss = clip_nll_sum(log_prob, clip_mask) / global_clip_tokens * dp_size
-    metrics["actor/echo_loss"] = Metric(value=echo_loss.detach(), aggregation=aggregation)
-    return loss + coef * echo_loss, metrics
+    term, value = echo_term(model_output, data, coef=coef)
+    # each micro-batch holds a partial sum of a global-batch mean
+    metrics["actor/echo_loss"] = Metric(value=value, aggregation=AggregationType.SUM)
+    return (loss if term is None else loss + term), metrics
 
 
-__all__ = ["echo_ppo_loss", "clip_nll_sum", "CLIP_MASK_KEY", "CLIP_TOKENS_KEY"]
+def echo_only_loss(config, model_output, data: TensorDict, dp_group=None, *, coef: float = 0.001):
+    """`coef * L_clip` alone, with a loss function's signature (the gradient telemetry's first backward)."""
+    term, _ = echo_term(model_output, data, coef=coef)
+    if term is None:
+        raise RuntimeError("echo_only_loss: the mini-batch has no clip token; the telemetry skips such mini-batches")
+    return term, {}
+
+
+__all__ = ["echo_ppo_loss", "echo_term", "echo_only_loss", "clip_nll_sum", "CLIP_MASK_KEY", "CLIP_TOKENS_KEY", "TELEMETRY_KEY"]

@@ -4,29 +4,44 @@ Takes every verl override (it loads verl's own `ppo_trainer` config) plus the `e
 
     python -m echorl_verl.main_ppo <your verl overrides> echo.coef=0.001 echo.clip_mode=peak_prefix
 
-With `echo.enable=false` it runs verl's PPOTrainerSync with verl's loss and estimator, unchanged.
+With `echo.enable=false` it runs verl's own TaskRunner, trainer and loss, unchanged. Before Ray starts it
+checks the config (`echorl_verl.preflight`), forwards the driver's environment that Ray would not pass on
+(`forward_environment`), and then either trains or, with `ECHORL_DRY_RUN=1`, prints the resolved config
+and stops. `ECHORL_RESOLVED_CONFIG=PATH` also writes the resolved config to PATH (the recipes use both).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import sys
 
 import hydra
 import ray
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from verl.trainer.main_ppo import run_ppo
+from verl.trainer.main_ppo import TaskRunnerV1, run_ppo
 from verl.trainer.ppo.utils import need_critic, need_reference_policy
 from verl.utils.config import validate_config
 from verl.utils.device import auto_set_device
-from verl.utils.import_utils import load_class_from_fqn
-from verl.utils.logging_utils import configure_verl_logging
 
+from echorl_verl.advantage import ECHO_ESTIMATOR
 from echorl_verl.config import EchoConfig, EchoConfigError
+from echorl_verl.preflight import PreflightError, preflight
+
+#: environment variables (by prefix) the driver forwards to every Ray worker, also on a cluster started with
+#: `ray start` before the script (verl forwards only a fixed list: verl/trainer/constants_ppo.py)
+FORWARDED_PREFIXES = ("VERL_", "ECHORL_", "WANDB_", "HF_", "HUGGING_FACE_", "TRANSFORMERS_", "NCCL_", "TOKENIZERS_",
+                      "OMP_WAIT_POLICY")
+#: never forwarded unless ECHORL_FORWARD_SECRETS=1: verl prints the runtime env (`ray init kwargs: ...`)
+SECRET = re.compile(r"(^|_)(KEY|TOKEN|SECRET|PASSWORD)(_|$)", re.IGNORECASE)
+#: set per process by Ray or the recipes' own bookkeeping: never forwarded
+NOT_FORWARDED = ("ECHORL_DRY_RUN", "ECHORL_RESOLVED_CONFIG", "ECHORL_FORWARD_SECRETS")
 
 
 def prepare_config(config: DictConfig) -> EchoConfig:
-    """Validate the echo group and wire it into verl's config. Raises EchoConfigError on bad settings."""
+    """Parse and validate the echo group once and wire it into verl's config. Raises EchoConfigError."""
     import echorl_verl.plugin  # noqa: F401  (re-raises a registration failure that `import verl` swallowed)
     from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY
 
@@ -44,77 +59,112 @@ def prepare_config(config: DictConfig) -> EchoConfig:
         )
     adv = config.algorithm.adv_estimator
     if echo.base_estimator is None:
-        if adv == "echo":
+        if adv == ECHO_ESTIMATOR:
             raise EchoConfigError("algorithm.adv_estimator=echo needs echo.base_estimator (e.g. grpo)")
-        echo.base_estimator = adv
+        echo = echo.replace(base_estimator=adv)
+    elif adv not in (ECHO_ESTIMATOR, echo.base_estimator):
+        raise EchoConfigError(
+            f"echo.base_estimator={echo.base_estimator} but algorithm.adv_estimator={adv}: set one of them "
+            "(algorithm.adv_estimator=echo takes echo.base_estimator)"
+        )
     with open_dict(config):
         config.echo.base_estimator = echo.base_estimator
-        # The estimator only sees the algorithm config: mirror the settings there.
-        config.algorithm.echo = OmegaConf.create(OmegaConf.to_container(config.echo, resolve=True))
-        if echo.mode == "advantage":
-            config.algorithm.adv_estimator = "echo"
+        # verl's own advantage step runs the base estimator by its name, so that every path verl has for it
+        # (multi-turn GRPO included) is the baseline's; advantage mode folds the clips in after it.
+        config.algorithm.adv_estimator = echo.base_estimator
     return echo
 
 
+def forward_environment(config: DictConfig, environ=None) -> list[str]:
+    """Copy the driver's VERL_*/WANDB_*/HF_*/NCCL_*... variables into `ray_kwargs.ray_init.runtime_env.env_vars`.
+
+    A value the config already sets wins. Returns the names of secrets that were left out.
+    """
+    environ = os.environ if environ is None else environ
+    forward_secrets = environ.get("ECHORL_FORWARD_SECRETS") == "1"
+    with open_dict(config):
+        env_vars = OmegaConf.select(config, "ray_kwargs.ray_init.runtime_env.env_vars")
+        if env_vars is None:
+            if OmegaConf.select(config, "ray_kwargs.ray_init.runtime_env") is None:
+                config.ray_kwargs.ray_init.runtime_env = {}
+            config.ray_kwargs.ray_init.runtime_env.env_vars = {}
+            env_vars = config.ray_kwargs.ray_init.runtime_env.env_vars
+        withheld = []
+        for name in sorted(environ):
+            if not name.startswith(FORWARDED_PREFIXES) or name in NOT_FORWARDED or name in env_vars:
+                continue
+            if SECRET.search(name) and not forward_secrets:
+                withheld.append(name)
+                continue
+            env_vars[name] = environ[name]
+    return withheld
+
+
+def redacted_yaml(config: DictConfig) -> str:
+    """The resolved config as YAML, with secret-looking environment values replaced by '***'."""
+    data = OmegaConf.to_container(config, resolve=True)
+    env_vars = (((data.get("ray_kwargs") or {}).get("ray_init") or {}).get("runtime_env") or {}).get("env_vars") or {}
+    for name in env_vars:
+        if SECRET.search(name):
+            env_vars[name] = "***"
+    return OmegaConf.to_yaml(OmegaConf.create(data))
+
+
+@contextlib.contextmanager
+def _echo_trainer_registered(mode: str):
+    """Let verl's TaskRunnerV1 build EchoPPOTrainer for `mode` ("sync"), in this (TaskRunner) process only.
+
+    verl's trainer registry refuses a second class for a name, and a new name would be treated as
+    asynchronous wherever verl tests `trainer_mode != "sync"`; so the entry is swapped for the run and put
+    back after it.
+    """
+    from verl.trainer.ppo.v1 import trainer_base
+
+    from echorl_verl.trainer import EchoPPOTrainer
+
+    registry = trainer_base.TRAINER_REGISTRY
+    previous = registry.get(mode)
+    registry[mode] = EchoPPOTrainer
+    try:
+        yield
+    finally:
+        registry[mode] = previous
+
+
 @ray.remote
-class EchoTaskRunner:
-    """verl's TaskRunnerV1, building EchoPPOTrainer instead of looking the trainer up by mode name."""
+class EchoTaskRunner(TaskRunnerV1.__ray_actor_class__):
+    """verl's TaskRunnerV1, unchanged, building EchoPPOTrainer as its sync trainer."""
 
     def run(self, config: DictConfig):
-        configure_verl_logging()
-        import transfer_queue as tq
-
-        from echorl_verl.trainer import EchoPPOTrainer
-        from verl.trainer.ppo.v1 import AgentLoopManagerTQ
-
-        config.transfer_queue.enable = True
-        OmegaConf.resolve(config)
-        tq.init(config.transfer_queue)
-        trainer, succeeded = None, False
-        try:
-            trainer = EchoPPOTrainer(config=config)
-            trainer.init()
-            fqn = config.actor_rollout_ref.rollout.get("agent", {}).get("agent_loop_manager_class")
-            manager_cls = load_class_from_fqn(fqn, "AgentLoopManager") if fqn else AgentLoopManagerTQ
-            manager = manager_cls.create(
-                config=config,
-                llm_client=trainer.get_llm_client(),
-                teacher_client=trainer.get_teacher_client(),
-                reward_loop_worker_handles=trainer.get_reward_handles(),
-            )
-            trainer.fit(manager)
-            succeeded = True
-        finally:
-            try:
-                tracking = getattr(trainer, "logger", None)
-                if tracking is not None:
-                    tracking.finish(exit_code=0 if succeeded else 1)
-            finally:
-                tq.close()
+        with _echo_trainer_registered(config.trainer.v1.trainer_mode):
+            return super().run(config)
 
 
 def run(config: DictConfig) -> None:
     """Everything `main` does after Hydra: checks first (before Ray starts), then verl's run_ppo."""
     echo = prepare_config(config)
-    if os.environ.get("VERL_PLATFORM", "").lower() == "cpu":
-        from echorl_verl.cpu import preflight
+    withheld = forward_environment(config)
+    with contextlib.redirect_stdout(sys.stderr):  # verl's checks print; stdout carries the dry run's config
+        notes = preflight(config, echo)
+        auto_set_device(config)
+        validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+    for line in notes + [f"not forwarded to Ray workers (a secret; set ECHORL_FORWARD_SECRETS=1): {n}" for n in withheld]:
+        print(f"[echorl] preflight: {line}", file=sys.stderr)
+    resolved = redacted_yaml(config)
+    target = os.environ.get("ECHORL_RESOLVED_CONFIG")
+    if target:
+        from echorl_verl.atomic import write_text
 
-        preflight(config)
-    auto_set_device(config)
-    validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
-    if echo.enable:
-        run_ppo(config, task_runner_class=EchoTaskRunner)
-    else:
-        # Baselines: verl's own TaskRunner and trainer, untouched.
-        from verl.trainer.main_ppo import TaskRunnerV1
-
-        run_ppo(config, task_runner_class=TaskRunnerV1)
+        write_text(target, resolved)
+    if os.environ.get("ECHORL_DRY_RUN") == "1":
+        print(resolved, end="")
+        print("[echorl] dry run: every start-up check passed; nothing was trained", file=sys.stderr)
+        return
+    run_ppo(config, task_runner_class=EchoTaskRunner if echo.enable else TaskRunnerV1)
 
 
 @hydra.main(config_path="configs", config_name="echo_ppo_trainer", version_base=None)
 def main(config: DictConfig) -> None:
-    from echorl_verl.cpu import PreflightError
-
     try:
         run(config)
     except (EchoConfigError, PreflightError) as err:

@@ -6,13 +6,16 @@ What changes against `verl.trainer.ppo.v1.trainer_sync.PPOTrainerSync` (and only
 3. `_compute_advantage` first reads from TransferQueue what verl already stored: the old policy's
    per-token `entropy` (from `_compute_old_log_prob`, so no extra forward pass), `responses`,
    `response_mask`, `uid`, `rm_scores` (and the reward's extra info when success_key is not `score`);
-   selects the EchoClips; then runs verl's own advantage step (mode=advantage: with the clip mask handed
-   to the `echo` estimator); and writes the clip mask back as the per-token field `echo_clip_mask`.
-4. Per-step `echo/*` metrics go into verl's tracking with the rest of the step's metrics.
+   selects the EchoClips; runs verl's own advantage step unchanged; then either writes the clip mask as
+   the per-token field `echo_clip_mask` (mode=loss) or folds it into the advantages verl wrote
+   (mode=advantage, `echorl_verl.advantage.fold_into_advantages`).
+4. Per-step `echo/*` metrics go into verl's tracking with the rest of the step's metrics; every
+   `echo.grad_telemetry_every` steps the actor also measures the echo and RL gradient norms.
+5. With `trainer.rollout_data_dir` set, each dumped rollout carries its clip facts (key `echo`).
 
 The class keeps `trainer.v1.trainer_mode=sync`: verl treats every mode name other than "sync" as
-asynchronous (replay buffer, refill, checkpointing), so the trainer is built directly by our TaskRunner
-instead of being registered under a new mode name.
+asynchronous (replay buffer, refill, checkpointing), so `echorl_verl.main_ppo` has verl's TaskRunner build
+this class for the "sync" mode instead of registering a new mode name.
 """
 
 from __future__ import annotations
@@ -31,9 +34,9 @@ from verl.trainer.ppo.utils import Role
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.workers.utils.padding import response_to_nested
 
-from echorl_verl.advantage import fold_clip_mask
+from echorl_verl.advantage import fold_into_advantages
 from echorl_verl.config import EchoConfig, resolve_boundary_ids
-from echorl_verl.loss import CLIP_MASK_KEY
+from echorl_verl.loss import CLIP_MASK_KEY, TELEMETRY_KEY
 from echorl_verl.sampling import keep_all_success_groups
 from echorl_verl.selection import group_ids_from_uids, select_echo_clips, selection_metrics
 from echorl_verl.workers import EchoActorRolloutRefWorker
@@ -44,11 +47,16 @@ _ACTOR_ROLES = (Role.Actor, Role.ActorRollout, Role.ActorRolloutRef)
 
 
 def success_scores(data: TensorDict, extra_fields: list | None, success_key: str) -> torch.Tensor:
-    """[B] verifiable score of each rollout: the reward sum, or one field of the reward's extra info."""
+    """[B] verifiable score of each rollout: the reward sum, or one field of the reward's extra info.
+
+    `extra_fields` is verl's per-row `extra_fields` (each a dict holding `reward_extra_info`); rows that
+    verl padded in carry none and score 0 here (the caller masks them out anyway).
+    """
     if success_key == "score":
         return data["rm_scores"].sum(-1).float()
     values = []
     for row, extra in enumerate(extra_fields or []):
+        extra = getattr(extra, "data", extra)
         info = (extra or {}).get("reward_extra_info", {}) if isinstance(extra, dict) else {}
         if success_key not in info:
             raise KeyError(
@@ -63,8 +71,9 @@ class EchoPPOTrainer(PPOTrainerSync):
     """verl's sync v1 trainer + EchoRL. With `echo.enable=false` it is PPOTrainerSync, unchanged."""
 
     def __init__(self, config):
-        self.echo = EchoConfig.from_dict(config.get("echo"))
+        self.echo = EchoConfig.from_dict(config.get("echo"))  # parsed once in this (TaskRunner) process
         self.echo_boundary_ids: torch.Tensor | None = None
+        self._echo_facts: dict[str, dict] = {}
         super().__init__(config)
 
     # --- set-up --------------------------------------------------------------------------------------
@@ -99,29 +108,41 @@ class EchoPPOTrainer(PPOTrainerSync):
             return super()._compute_advantage(batch, metrics)
 
         start = time.perf_counter()
-        clip_mask, response_mask_nested = self._select_clips(batch, metrics)
+        clip_mask, not_padding = self._select_clips(batch, metrics)
         metrics["timing_s/echo_select"] = time.perf_counter() - start
 
+        batch = super()._compute_advantage(batch, metrics)  # verl's own step, exactly the baseline's
         if self.echo.mode == "advantage":
-            with fold_clip_mask(clip_mask):
-                return super()._compute_advantage(batch, metrics)
+            return self._fold_advantages(batch, clip_mask, not_padding, metrics)
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["response_mask"])
+        fields = TensorDict({CLIP_MASK_KEY: response_to_nested(clip_mask, data["response_mask"])}, batch_size=len(batch))
+        return tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
 
-        batch = super()._compute_advantage(batch, metrics)
-        fields = TensorDict({CLIP_MASK_KEY: response_to_nested(clip_mask, response_mask_nested)}, batch_size=len(batch))
+    def _fold_advantages(self, batch: KVBatchMeta, clip_mask, not_padding, metrics: dict) -> KVBatchMeta:
+        """mode=advantage: advantages verl computed + a * clip mask, written back to TransferQueue."""
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["advantages", "response_mask"])
+        response_mask_nested = data["response_mask"]
+        padded = data.to_padded_tensor()
+        response_mask = padded["response_mask"] * not_padding.unsqueeze(-1).to(padded["response_mask"].dtype)
+        advantages, value = fold_into_advantages(padded["advantages"], response_mask, clip_mask, self.echo)
+        metrics["echo/fold_value"] = value
+        fields = TensorDict({"advantages": response_to_nested(advantages, response_mask_nested)}, batch_size=len(batch))
         return tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
 
     def _select_clips(self, batch: KVBatchMeta, metrics: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """Select the EchoClips of this batch; returns the padded [B, T] mask and verl's nested response mask."""
+        """Select the EchoClips of this batch; returns the padded [B, T] mask and [B] not-padding rows."""
         fields = ["responses", "response_mask", "entropy", "uid", "rm_scores"]
         if self.echo.success_key != "score":
             fields.append("extra_fields")
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
         uids = np.array(data.pop("uid").tolist(), dtype=object)
         extra_fields = data.pop("extra_fields").tolist() if "extra_fields" in data.keys() else None
-        response_mask_nested = data["response_mask"]
         data = data.to_padded_tensor()
 
         not_padding = torch.tensor([not tag.get("is_padding", False) for tag in batch.tags], dtype=torch.bool)
+        if extra_fields is not None:  # rows verl padded in have no reward info: never a success
+            extra_fields = [e if keep else {"reward_extra_info": {self.echo.success_key: 0.0}}
+                            for e, keep in zip(extra_fields, not_padding.tolist())]
         success = (success_scores(data, extra_fields, self.echo.success_key) >= self.echo.success_threshold) & not_padding
         clips = select_echo_clips(
             responses=data["responses"],
@@ -134,4 +155,26 @@ class EchoPPOTrainer(PPOTrainerSync):
             step=self.global_steps,
         )
         metrics.update(selection_metrics(clips, data["response_mask"]))
-        return clips.mask, response_mask_nested
+        if self.config.trainer.get("rollout_data_dir"):
+            self._remember_clip_facts(batch.keys, clips, data)
+        return clips.mask, not_padding
+
+    def _update_actor(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
+        every = self.echo.grad_telemetry_every if self.echo.enable else 0
+        batch.extra_info[TELEMETRY_KEY] = bool(every) and self.echo.mode == "loss" and self.global_steps % every == 0
+        return super()._update_actor(batch, metrics)
+
+    # --- the rollout dump ------------------------------------------------------------------------------
+    def _remember_clip_facts(self, keys: list[str], clips, data: TensorDict) -> None:
+        from echorl_verl.clip_facts import clip_facts
+
+        facts = clip_facts(clips, data["responses"], data["response_mask"], self.tokenizer)
+        self._echo_facts = {key: fact for key, fact in zip(keys, facts)}
+
+    def _dump_generations(self, inputs, outputs, gts, scores, reward_extra_infos_dict, dump_path):
+        """verl's rollout dump, plus each rollout's clip facts under `echo` (validation dumps have none)."""
+        uids = reward_extra_infos_dict.get("uid")
+        if self.echo.enable and uids is not None and self._echo_facts:
+            reward_extra_infos_dict = dict(reward_extra_infos_dict, echo=[self._echo_facts.get(uid) for uid in uids])
+            self._echo_facts = {}
+        return super()._dump_generations(inputs, outputs, gts, scores, reward_extra_infos_dict, dump_path)

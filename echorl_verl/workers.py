@@ -8,6 +8,12 @@ what verl's engine does for `batch_num_tokens` one call deeper.
 
 `ActorRolloutRefWorker.actor_worker_cls` is verl's own extension point for this (the Tinker worker
 uses it too).
+
+The same place measures how strong the echo signal is (`echo.grad_telemetry_every`): on the steps the
+trainer marks, before the real update, two extra forward-backward passes over the mini-batch give the
+gradient of `coef * L_clip` alone and of verl's `ppo_loss` alone; with the real update's pre-clip norm
+of their sum, that yields both norms, their ratio and their cosine
+(`|g|^2 = |g_echo|^2 + |g_rl|^2 + 2 g_echo.g_rl`) without keeping a copy of any gradient.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from verl.utils.device import get_device_id
 from verl.workers.engine_workers import ActorRolloutRefWorker, TrainingWorker
 from verl.workers.utils.losses import ppo_loss
 
-from echorl_verl.loss import CLIP_MASK_KEY, CLIP_TOKENS_KEY, echo_ppo_loss
+from echorl_verl.loss import CLIP_MASK_KEY, CLIP_TOKENS_KEY, TELEMETRY_KEY, echo_only_loss, echo_ppo_loss
 
 
 def assign_global_clip_tokens(data: TensorDict, dp_group=None) -> None:
@@ -41,12 +47,72 @@ def assign_global_clip_tokens(data: TensorDict, dp_group=None) -> None:
     tu.assign_non_tensor(data, **{CLIP_TOKENS_KEY: int(round(local.item()))})
 
 
+def grad_sq_norm(parameters, group=None) -> float:
+    """Squared L2 norm of the gradients, over the FSDP shards of every data-parallel rank."""
+    total = None
+    for p in parameters:
+        if p.grad is None:
+            continue
+        g = p.grad.to_local() if hasattr(p.grad, "to_local") else p.grad
+        part = g.detach().float().pow(2).sum()
+        total = part if total is None else total + part
+    if total is None:
+        return 0.0
+    if group is not None and torch.distributed.is_initialized():
+        total = total.to(get_device_id())
+        torch.distributed.all_reduce(total, op=torch.distributed.ReduceOp.SUM, group=group)
+    return float(total.item())
+
+
+def telemetry_metrics(echo_sq: float, rl_sq: float, total_norm: float) -> dict[str, float]:
+    """Norms, ratio and cosine of the echo and RL gradients from the squared norms and the norm of their sum."""
+    echo_norm, rl_norm = echo_sq ** 0.5, rl_sq ** 0.5
+    out = {"echo_grad_norm": echo_norm, "rl_grad_norm": rl_norm}
+    if rl_norm > 0:
+        out["echo_grad_ratio"] = echo_norm / rl_norm
+    if echo_norm > 0 and rl_norm > 0:
+        out["echo_grad_cos"] = (total_norm ** 2 - echo_sq - rl_sq) / (2 * echo_norm * rl_norm)
+    return out
+
+
 class EchoTrainingWorker(TrainingWorker):
     """TrainingWorker that writes the global clip-token count into each mini-batch before training."""
 
     def train_batch(self, data: TensorDict) -> TensorDict:
         assign_global_clip_tokens(data, self.engine.get_data_parallel_group())
-        return super().train_batch(data)
+        measured = None
+        if tu.get_non_tensor_data(data=data, key=TELEMETRY_KEY, default=False) and isinstance(self.loss_fn, partial) \
+                and self.loss_fn.func is echo_ppo_loss \
+                and tu.get_non_tensor_data(data=data, key=CLIP_TOKENS_KEY, default=0):
+            measured = self._gradient_sq_norms(data)
+        output = super().train_batch(data)
+        if measured is not None and output is not None:
+            metrics = tu.get(output, "metrics")
+            metrics.update(telemetry_metrics(*measured, float(metrics["grad_norm"])))
+        return output
+
+    def _gradient_sq_norms(self, data: TensorDict) -> tuple[float, float]:
+        """(|grad coef*L_clip|^2, |grad ppo_loss|^2) on this mini-batch at the current weights; grads left zero."""
+        config, coef = self.loss_fn.keywords["config"], self.loss_fn.keywords["coef"]
+        group = self.engine.get_data_parallel_group()
+        data = data.copy()
+        # the engineering keys TrainingWorker.train_batch injects before it calls the engine
+        defaults = dict(
+            use_remove_padding=self.model_config.get("use_remove_padding", False),
+            use_dynamic_bsz=self.engine_config.use_dynamic_bsz,
+            max_token_len_per_gpu=self.engine_config.max_token_len_per_gpu,
+            micro_batch_size_per_gpu=self.engine_config.micro_batch_size_per_gpu,
+            use_fused_kernels=self.engine_config.use_fused_kernels,
+        )
+        tu.assign_non_tensor(data, **{k: v for k, v in defaults.items() if k not in data.keys()})
+        squares = []
+        with self.engine.train_mode(disable_auto_offload=tu.get(data, key="disable_auto_offload", default=False)):
+            for loss_fn in (partial(echo_only_loss, config=config, coef=coef), partial(ppo_loss, config=config)):
+                self.engine.optimizer_zero_grad()
+                self.engine.forward_backward_batch(data.copy(), loss_fn, forward_only=False)
+                squares.append(grad_sq_norm(self.engine.module.parameters(), group))
+            self.engine.optimizer_zero_grad()
+        return squares[0], squares[1]
 
 
 class EchoActorRolloutRefWorker(ActorRolloutRefWorker):

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# verl 0.9.1's own GRPO trainer (python -m verl.trainer.main_ppo) on a CPU, with the toy addition task:
-# the baseline of recipes/cpu_demo.sh.
+# verl's own, unmodified `python -m verl.trainer.main_ppo` (GRPO) on this CPU with the toy model: the
+# GRPO baseline recipe with PROFILE=cpu and ENTRY=verl (echorl's start-up checks run first).
 #
-#   bash recipes/cpu_grpo_baseline.sh [extra Hydra overrides...]       settings: recipes/cpu_common.sh
+#   bash recipes/cpu_grpo_baseline.sh [extra Hydra overrides...]       settings: recipes/profile_cpu.sh
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/cpu_common.sh"
-run_cpu "${NAME:-cpu_grpo_baseline}" verl.trainer.main_ppo "$@"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+export PROFILE=cpu ENTRY=verl TOTAL_STEPS="${TOTAL_STEPS:-${STEPS:-3}}" NAME="${NAME:-cpu_grpo_baseline}"
+exec bash "$HERE/grpo_baseline_qwen.sh" "$@"

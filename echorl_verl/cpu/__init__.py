@@ -11,7 +11,8 @@ What `enable_cpu_backend()` does, each step idempotent:
 3. wraps `initialize_global_process_group_ray` so it asks for `gloo` instead of `cpu:gloo,cpu:gloo`;
 4. registers the `hf` rollout (`actor_rollout_ref.rollout.name=hf`) with verl's rollout registries.
 
-`preflight(config)` checks a main_ppo config before Ray starts (see `preflight.py`).
+
+The CPU-only start-up checks are in `preflight.py` (run by `echorl_verl.preflight`).
 These touch verl internals (the two rollout registries, a module-level function): pin verl==0.9.1.
 """
 
@@ -19,9 +20,7 @@ from __future__ import annotations
 
 import os
 
-from .preflight import PreflightError, preflight
-
-__all__ = ["enable_cpu_backend", "cpu_backend_enabled", "preflight", "PreflightError", "CPUBackendError"]
+__all__ = ["enable_cpu_backend", "cpu_backend_enabled", "CPUBackendError"]
 
 _ENABLED = False
 
