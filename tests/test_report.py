@@ -1,49 +1,26 @@
 """`python -m echorl_verl.report`: summary, paper table, plots, and its errors on bad input.
 
-The metrics files are written the way a real run writes them: validation metrics come from verl's own
-`PPOTrainer._val_metrics_update` (which calls `process_validation_metrics`) on fake per-sample rewards,
-and every line goes through verl's `FileLogger`. A change of verl's metric naming breaks these tests.
+The metrics files are written the way a real run writes them (tests/metrics_testlib.py: verl's own
+`_val_metrics_update` and `FileLogger`). A change of verl's metric naming breaks these tests.
 """
 
 import os
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
+from echorl_verl import atomic
 from echorl_verl.report import ReportError, format_summary, load_run, summarize
-from echorl_verl.report import atomic
 from echorl_verl.report.__main__ import main as report_main
 from echorl_verl.report.plot import plot_runs
 from echorl_verl.report.table import build_table, to_csv, to_markdown
+from echorl_verl.report.validation import accuracy, val_scores
+from metrics_testlib import log_lines, verl_val_metrics
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def verl_val_metrics(rows: dict[str, list[list[float]]]) -> dict[str, float]:
-    """Validation metrics exactly as verl's v1 trainer names them.
-
-    rows: {data_source: [[acc of sample 1, ..., sample n] per prompt row]}; the reward returns
-    {"score", "acc", "pred"} like echorl_verl.rewards.
-    """
-    from verl.trainer.ppo.v1.trainer_base import PPOTrainer
-
-    sources, uids, extra = [], [], {"reward": [], "score": [], "acc": [], "pred": []}
-    expected = {}
-    for source, prompts in rows.items():
-        for i, samples in enumerate(prompts):
-            uid = f"{source}-{i}"
-            expected[(source, uid)] = len(samples)
-            for acc in samples:
-                sources.append(source)
-                uids.append(uid)
-                for key in ("reward", "score", "acc"):
-                    extra[key].append(float(acc))
-                extra["pred"].append("42" if acc else "7")
-    # _val_metrics_update uses nothing of `self`: call verl's own code on the fake samples
-    return PPOTrainer._val_metrics_update(None, sources, uids, extra, [1] * len(sources),
-                                          expected_acc_counts=expected)
 
 
 def as_rows(accs: dict[str, list[int]]) -> dict[str, list[list[float]]]:
@@ -65,20 +42,10 @@ def train_metrics(step: int, echo: bool) -> dict[str, float]:
 def write_run(path, monkeypatch, echo: bool, vals: dict[int, dict], steps: int = 4):
     """A metrics JSONL via verl's FileLogger: step-0 validation line, then one line per training step
     (with the validation metrics on the steps in `vals`), as PPOTrainer.fit logs them."""
-    from verl.utils.tracking import FileLogger
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    monkeypatch.setenv("VERL_FILE_LOGGER_PATH", str(path))
-    logger = FileLogger("echorl", path.parent.name)
-    if 0 in vals:
-        logger.log(verl_val_metrics(vals[0]), step=0)
+    records = [(0, verl_val_metrics(vals[0]))] if 0 in vals else []
     for step in range(1, steps + 1):
-        data = train_metrics(step, echo)
-        if step in vals:
-            data.update(verl_val_metrics(vals[step]))
-        logger.log(data, step=step)
-    logger.finish()
-    return str(path)
+        records.append((step, {**train_metrics(step, echo), **(verl_val_metrics(vals[step]) if step in vals else {})}))
+    return log_lines(path, records)
 
 
 # Final accuracies, chosen so the table can be checked by hand (percent).
@@ -107,24 +74,26 @@ def test_metric_names_are_verls(runs):
     """What the report parses is what verl writes (n=1: mean@1 under val-core, acc as the core variable)."""
     run = load_run(runs["echo"])
     assert run.name == "grpo_echo_qwen"
-    assert run.steps[4]["val-core/aime/acc/mean@1"] == 0.5
-    assert "val-aux/aime/acc_success_only/mean@1" in run.steps[4]  # verl's aux copy: not used
-    assert sorted(run.validation()) == [0, 2, 4]
-    assert run.validation()[4]["amc"].metric == "val-core/amc/acc/mean@1"
+    assert run.metrics.loc[4, "val-core/aime/acc/mean@1"] == 0.5
+    assert pd.notna(run.metrics.loc[4, "val-aux/aime/acc_success_only/mean@1"])  # verl's aux copy: not used
+    assert accuracy(run).index.tolist() == [0, 2, 4]
+    scores = val_scores(run).set_index(["step", "source"])
+    assert scores.loc[(4, "amc"), "metric"] == "val-core/amc/acc/mean@1"
 
 
 def test_table_values_averages_and_delta(runs):
     table = build_table([load_run(runs["echo"]), load_run(runs["base"])], "last")
-    names = [r.name for r in table.rows]
+    names = table.rows
     assert names == ["grpo_baseline_qwen", "grpo_echo_qwen", "Δ grpo_qwen (echo − baseline)"]
-    base, echo, delta = table.rows
-    assert base.step == echo.step == 4 and delta.step is None
-    assert base.values["math"] == 0.75 and base.values["mmlu_pro"] is None
-    assert base.avgs["ID"] == pytest.approx(225 / 600) and base.avgs["OOD"] == pytest.approx(0.625)
-    assert echo.avgs["ID"] == pytest.approx(400 / 600) and echo.avgs["OOD"] == pytest.approx(0.625)
-    assert delta.values["aime"] == pytest.approx(0.25) and delta.values["minerva"] == pytest.approx(0.5)
-    assert delta.avgs["ID"] == pytest.approx(175 / 600) and delta.avgs["OOD"] == pytest.approx(0.0)
-    assert delta.values["mmlu_pro"] is None
+    base, echo, delta = (table.values.loc[n] for n in names)
+    assert table.steps[names[0]] == table.steps[names[1]] == 4 and pd.isna(table.steps[names[2]])
+    assert table.deltas == [names[2]]
+    assert base["math"] == 0.75 and pd.isna(base["mmlu_pro"])
+    assert base["avg:ID"] == pytest.approx(225 / 600) and base["avg:OOD"] == pytest.approx(0.625)
+    assert echo["avg:ID"] == pytest.approx(400 / 600) and echo["avg:OOD"] == pytest.approx(0.625)
+    assert delta["aime"] == pytest.approx(0.25) and delta["minerva"] == pytest.approx(0.5)
+    assert delta["avg:ID"] == pytest.approx(175 / 600) and delta["avg:OOD"] == pytest.approx(0.0)
+    assert pd.isna(delta["mmlu_pro"])
 
     md = to_markdown(table)
     lines = md.splitlines()
@@ -144,10 +113,10 @@ def test_table_values_averages_and_delta(runs):
 def test_step_best_and_number(runs):
     echo = load_run(runs["echo"])
     best = build_table([echo], "best")
-    assert best.rows[0].step == 2 and best.rows[0].values["aime"] == 1.0
+    assert best.steps["grpo_echo_qwen"] == 2 and best.values.loc["grpo_echo_qwen", "aime"] == 1.0
     assert any("optimistic" in n for n in best.footnotes)
-    assert build_table([echo], "2").rows[0].values["math"] == 1.0
-    assert build_table([echo], "0").rows[0].avgs["ID"] == 0.0  # a real 0, not a missing value
+    assert build_table([echo], "2").values.loc["grpo_echo_qwen", "math"] == 1.0
+    assert build_table([echo], "0").values.loc["grpo_echo_qwen", "avg:ID"] == 0.0  # a real 0, not a missing value
     with pytest.raises(ReportError, match=r"no validation at step 3; validated steps: \[0, 2, 4\]"):
         build_table([echo], "3")
 
@@ -159,9 +128,9 @@ def test_delta_average_needs_the_same_benchmarks(tmp_path, monkeypatch):
     e = write_run(tmp_path / "dapo_echo_qwen.jsonl", monkeypatch, True, {4: as_rows(echo)})
     b = write_run(tmp_path / "dapo_baseline_qwen.jsonl", monkeypatch, False, {4: as_rows(BASE)})
     table = build_table([load_run(e), load_run(b)])
-    delta = table.rows[2]
-    assert delta.avgs["OOD"] is None and delta.avgs["ID"] == pytest.approx(175 / 600)
-    assert delta.values["arc_c"] == pytest.approx(-0.25) and delta.values["gpqa"] is None
+    delta = table.values.loc[table.rows[2]]
+    assert pd.isna(delta["avg:OOD"]) and delta["avg:ID"] == pytest.approx(175 / 600)
+    assert delta["arc_c"] == pytest.approx(-0.25) and pd.isna(delta["gpqa"])
     assert any("cover different benchmarks" in n for n in table.footnotes)
 
 
@@ -171,11 +140,11 @@ def test_n_samples_and_out_of_suite_sources(tmp_path, monkeypatch):
     rows = {"aime": [[1, 0, 0, 0], [1, 1, 1, 1]], "echorl/addition": [[1, 0, 1, 0]]}
     path = write_run(tmp_path / "toy.jsonl", monkeypatch, False, {1: rows}, steps=1)
     run = load_run(path)
-    assert run.validation()[1]["aime"].metric == "val-core/aime/acc/mean@4"
+    assert val_scores(run).set_index(["step", "source"]).loc[(1, "aime"), "metric"] == "val-core/aime/acc/mean@4"
     table = build_table([run])
-    row = table.rows[0]
-    assert row.values["aime"] == pytest.approx(0.625) and row.values["echorl/addition"] == 0.5
-    assert row.avgs["ID"] == pytest.approx(0.625) and row.avgs["OOD"] is None
+    row = table.values.loc[table.rows[0]]
+    assert row["aime"] == pytest.approx(0.625) and row["echorl/addition"] == 0.5
+    assert row["avg:ID"] == pytest.approx(0.625) and pd.isna(row["avg:OOD"])
     assert table.extras == ["echorl/addition"]
     assert to_markdown(table).splitlines()[0].endswith("| OOD avg | echorl/addition |")
 
@@ -208,7 +177,7 @@ def test_plot_writes_pngs(runs, tmp_path):
 
 # ---- bad input -----------------------------------------------------------------------------------
 
-def test_missing_empty_and_corrupt_files(tmp_path, runs):
+def test_missing_empty_and_corrupt_files(tmp_path, runs, capsys):
     with pytest.raises(ReportError, match="no such file or folder"):
         load_run(str(tmp_path / "nope.jsonl"))
     (tmp_path / "empty_run").mkdir()
@@ -219,10 +188,18 @@ def test_missing_empty_and_corrupt_files(tmp_path, runs):
     with pytest.raises(ReportError, match="empty.jsonl: empty"):
         load_run(str(empty))
     good = open(runs["echo"]).read().splitlines()
-    bad = tmp_path / "cut.jsonl"
-    bad.write_text("\n".join(good[:3]) + "\n" + good[3][:40])  # killed mid-write
-    with pytest.raises(ReportError, match=r"cut.jsonl:4: not valid JSON \(the last line.*Delete or repair"):
-        load_run(str(bad))
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text("\n".join(good[:3]) + "\n" + good[3][:40])  # killed mid-write: no final newline
+    assert load_run(str(cut)).steps == [0, 1, 2]  # the cut-off last line is left out...
+    assert "cut.jsonl:4: last line is cut off" in capsys.readouterr().err  # ...with a warning naming it
+    middle = tmp_path / "middle.jsonl"
+    middle.write_text("\n".join(good[:2]) + "\n" + good[2][:40] + "\n" + good[3] + "\n")
+    with pytest.raises(ReportError, match=r"middle.jsonl:3: not valid JSON.*Delete or repair"):
+        load_run(str(middle))
+    ended = tmp_path / "ended.jsonl"  # a whole (newline-terminated) bad last line is corruption, not a kill
+    ended.write_text("\n".join(good[:3]) + "\n" + good[3][:40] + "\n")
+    with pytest.raises(ReportError, match=r"ended.jsonl:4: not valid JSON"):
+        load_run(str(ended))
     shape = tmp_path / "shape.jsonl"
     shape.write_text(good[0] + '\n{"step": "1", "data": {}}\n')
     with pytest.raises(ReportError, match=r"shape.jsonl:2: expected verl's file-logger record"):
@@ -244,7 +221,7 @@ def test_duplicate_names_and_labels(runs):
     with pytest.raises(ReportError, match="two runs are named"):
         build_table([load_run(runs["echo"]), load_run(runs["echo"])])
     table = build_table([load_run(runs["echo"]), load_run(f"other={runs['echo']}")])
-    assert [r.name for r in table.rows] == ["grpo_echo_qwen", "other"]
+    assert table.rows == ["grpo_echo_qwen", "other"]
 
 
 def test_cli_writes_atomically_and_reports_errors(runs, tmp_path, capsys):
@@ -292,11 +269,13 @@ def eval_recipe(tmp_path, *extra, make_data=True, **env):
         for s in ("aime", "aime25", "amc", "math", "minerva", "olympiad_bench", "arc_c", "gpqa", "mmlu_pro"):
             (data / f"{s}.parquet").write_bytes(b"")  # the recipe checks existence only
     record = tmp_path / "argv"
-    probe = tmp_path / "python"
-    probe.write_text(f'#!/bin/sh\necho "$VERL_FILE_LOGGER_PATH" > {record}\nprintf "%s\\n" "$@" >> {record}\n')
+    probe = tmp_path / "python"  # records the trainer's command; the recipe's helper calls run for real
+    probe.write_text(f'#!/bin/sh\n[ "$2" = echorl_verl.main_ppo ] || exec {sys.executable} "$@"\n'
+                     f'echo "$VERL_FILE_LOGGER_PATH" > {record}\nprintf "%s\\n" "$@" >> {record}\n')
     probe.chmod(0o755)
     environ = dict(os.environ, PYTHON=str(probe), RUN_ROOT=str(tmp_path / "runs"), DATA_DIR=str(data), **env)
-    environ.pop("VERL_FILE_LOGGER_PATH", None)
+    for key in ("VERL_FILE_LOGGER_PATH", "RUN_DIR", "DRY_RUN", "SEED"):
+        environ.pop(key, None)
     proc = subprocess.run(["bash", os.path.join(REPO, "recipes", "eval_qwen.sh"), *extra], capture_output=True,
                           text=True, env=environ, timeout=60)
     return proc, (record.read_text().splitlines() if record.exists() else None)

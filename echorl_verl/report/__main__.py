@@ -1,11 +1,12 @@
-"""`python -m echorl_verl.report {summary,table,plot}`: see echorl_verl/report/__init__.py."""
+"""`python -m echorl_verl.report {summary,table,plot,next-metrics-path}`: see echorl_verl/report/__init__.py."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from echorl_verl.report import atomic
+from echorl_verl import atomic
+from echorl_verl.report.attempts import next_metrics_path
 from echorl_verl.report.runlog import ReportError, load_run
 from echorl_verl.report.summary import format_summary, summarize
 
@@ -20,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m echorl_verl.report", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("summary", help="short summary of one run")
-    p.add_argument("run", help="metrics JSONL or run folder (runs/<name>/)")
+    p.add_argument("run", help="metrics JSONL (read alone) or run folder (runs/<name>/: every attempt)")
     p = sub.add_parser("table", help="paper-style accuracy table (markdown on stdout)")
     p.add_argument("runs", nargs="+", help="metrics JSONL files, run folders, or NAME=PATH")
     p.add_argument("--out", help="also write the markdown table here")
@@ -29,13 +30,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plot", help="PNG training curves")
     p.add_argument("runs", nargs="+", help="metrics JSONL files, run folders, or NAME=PATH")
     p.add_argument("--out", required=True, help="folder for the PNGs (created if missing)")
+    p = sub.add_parser("next-metrics-path", help="print the metrics file the next attempt of a run writes")
+    p.add_argument("run_dir", help="the run folder (RUN_DIR); it need not exist yet")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "summary":
+        if args.command == "next-metrics-path":
+            print(next_metrics_path(args.run_dir))
+        elif args.command == "summary":
             print(format_summary(summarize(args.run)))
         elif args.command == "table":
             from echorl_verl.report.table import build_table, to_csv, to_markdown

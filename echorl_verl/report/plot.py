@@ -5,14 +5,16 @@ Colour = algorithm (name prefix), solid = echo, dashed = baseline. Headless: the
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 
-from echorl_verl.report import atomic
-from echorl_verl.report.runlog import RunLog, require_validation
-from echorl_verl.report.suite import BY_SOURCE
+import numpy as np
+import pandas as pd
+
+from echorl_verl import atomic
+from echorl_verl.report.runlog import RunLog
 from echorl_verl.report.table import PAIR_NAME
+from echorl_verl.report.validation import accuracy, require_validation, suite_mean
 
 # (file stem, metric or None for validation accuracy, y label)
 CURVES = (
@@ -27,24 +29,10 @@ CURVES = (
 OVERVIEW = ("val_accuracy", "all_success_share", "echo_loss", "clip_token_share")
 
 
-def val_curve(run: RunLog) -> tuple[list[int], list[float]]:
-    """(steps, mean accuracy in %) over the run's suite benchmarks (all its data_sources if none is in
-    the suite), averaging at each validation step over those validated at that step."""
-    val = require_validation(run)
-    xs, ys = [], []
-    for step, scores in val.items():
-        chosen = [s for s in scores if s in BY_SOURCE] or list(scores)
-        xs.append(step)
-        ys.append(100 * sum(scores[s].value for s in chosen) / len(chosen))
-    return xs, ys
-
-
-def _curve(run: RunLog, metric: str | None) -> tuple[list[int], list[float]]:
-    if metric is None:
-        return val_curve(run)
-    xs, ys = run.series(metric)
-    keep = [i for i, y in enumerate(ys) if math.isfinite(y)]
-    return [xs[i] for i in keep], [ys[i] for i in keep]
+def _curve(run: RunLog, metric: str | None) -> pd.Series:
+    """Finite values of one metric over the steps; metric None: validation accuracy in % (suite mean)."""
+    series = 100 * suite_mean(accuracy(run)) if metric is None else run.series(metric)
+    return series[np.isfinite(series)]
 
 
 def _style(runs: list[RunLog]) -> dict[str, dict]:
@@ -67,9 +55,10 @@ def _draw(ax, runs, styles, metric, ylabel) -> bool:
     """Plot one metric for every run on `ax`; False when no run logged it."""
     drawn = False
     for run in runs:
-        xs, ys = _curve(run, metric)
-        if xs:
-            ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, **styles[run.name])
+        curve = _curve(run, metric)
+        if len(curve):
+            ax.plot(curve.index, curve.to_numpy(), marker="o" if len(curve) < 30 else None, markersize=3,
+                    **styles[run.name])
             drawn = True
     from matplotlib.ticker import MaxNLocator
 

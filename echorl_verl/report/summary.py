@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import os
 
+import numpy as np
+import pandas as pd
+
 from echorl_verl.report.runlog import load_run
+from echorl_verl.report.validation import val_scores
 
 # (key in the summary dict, logged metric). Echo ones exist only when echo.enable=true.
 ECHO_METRICS = (
@@ -23,15 +26,15 @@ TRAIN_METRICS = (
 )
 
 
-def _last_mean(values: list[float]) -> dict | None:
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite:
+def _last_mean(series: pd.Series) -> dict | None:
+    finite = series[np.isfinite(series)]
+    if finite.empty:
         return None
-    return {"last": finite[-1], "mean": sum(finite) / len(finite), "n": len(finite)}
+    return {"last": float(finite.iloc[-1]), "mean": float(finite.mean()), "n": len(finite)}
 
 
 def summarize(path: str) -> dict:
-    """Numbers of one run's metrics JSONL (a file, or a run folder holding metrics.jsonl).
+    """Numbers of one run's metrics JSONL (a file, or a run folder: every attempt).
 
     Returns {"name", "path" (absolute), "steps": [logged steps], "train_steps": int (steps with
     timing_s/step), "echo": {key: {"last","mean","n"}} (empty for a baseline), "train": {key: {...}},
@@ -39,18 +42,18 @@ def summarize(path: str) -> dict:
     Raises ReportError for a missing, empty or corrupt file; a run without validation gives {}.
     """
     run = load_run(path)
-    echo = {k: s for k, m in ECHO_METRICS if (s := _last_mean(run.series(m)[1])) is not None}
-    train = {k: s for k, m in TRAIN_METRICS if (s := _last_mean(run.series(m)[1])) is not None}
-    validation: dict[str, dict] = {}
-    for step, scores in run.validation().items():  # step-sorted
-        for source, score in scores.items():
-            entry = validation.setdefault(source, {"first": [step, score.value], "metric": score.metric})
-            entry["last"] = [step, score.value]
+    echo = {k: s for k, m in ECHO_METRICS if (s := _last_mean(run.series(m))) is not None}
+    train = {k: s for k, m in TRAIN_METRICS if (s := _last_mean(run.series(m))) is not None}
+    ends = val_scores(run).groupby("source", sort=False).agg(["first", "last"])  # rows are step-sorted
+    validation = {source: {"first": [int(e[("step", "first")]), float(e[("value", "first")])],
+                           "last": [int(e[("step", "last")]), float(e[("value", "last")])],
+                           "metric": e[("metric", "first")]}
+                  for source, e in ends.iterrows()}
     return {
         "name": run.name,
         "path": os.path.abspath(run.path),
-        "steps": sorted(run.steps),
-        "train_steps": len(run.series("timing_s/step")[0]),
+        "steps": run.steps,
+        "train_steps": len(run.series("timing_s/step")),
         "echo": echo,
         "train": train,
         "validation": validation,
