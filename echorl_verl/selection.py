@@ -4,7 +4,8 @@ A response is cut into steps: a step ends at (and includes) a boundary token (a 
 the last step ends at the last response token, so a response that ends with a boundary has no empty
 extra step and a response with no boundary is one step. The step entropy aggregates the old policy's
 per-token entropies over the step (`mean`, `max` or `sum`). The EchoClip of a rollout is the prefix
-through the end of its peak step (ties: the earliest step); the ablation modes cut other spans.
+through the end of its peak step (ties: the earliest step); the ablation modes cut other spans of steps
+(`clip_modes.py`: one table entry per mode).
 
 Everything is vectorised (no Python loop over rows or tokens) and runs on the tensors' device. Speed
 comes from working only on the eligible rows (index_select first: in a real batch most rows are not
@@ -24,7 +25,8 @@ from typing import Sequence, Union
 import numpy as np
 import torch
 
-from echorl_verl.config import EchoConfig
+from echorl_verl.clip_modes import CLIP_SPANS, Candidates, span_mask
+from echorl_verl.config import PER_GROUP, SCOPES, STEP_AGGREGATIONS, EchoConfig, EchoConfigError
 from echorl_verl.steps import step_tables
 
 BoundaryIds = Union[Sequence[int], torch.Tensor]
@@ -35,7 +37,9 @@ class EchoClips:
     """The clips of one batch of B rollouts with T response positions, plus per-row facts (all on one device).
 
     Per-step facts describe the eligible rows only (0, -1 or False elsewhere): `num_steps` is 0 for rows
-    that are not eligible; `peak_*`, `clip_*` are filled only where `selected`.
+    that are not eligible; `peak_*`, `clip_*` are filled only where `selected`. The `step_*` tables hold
+    the E eligible rows' steps (S = max(1, most steps of a row) columns), for the rollout dump
+    (`clip_facts.py`); they are small ([E, S]) and already computed for the selection.
     """
 
     mask: torch.Tensor
@@ -53,7 +57,7 @@ class EchoClips:
     num_steps: torch.Tensor
     """[B] long: steps in the response (eligible rows; 0 elsewhere)."""
     clip_len: torch.Tensor
-    """[B] long: tokens in the clip (0 where not selected)."""
+    """[B] long: tokens in the clip, counted from `mask` (0 where not selected)."""
     peak_entropy: torch.Tensor
     """[B] float32: aggregated entropy of the peak step (0 where not selected)."""
     peak_rel_pos: torch.Tensor
@@ -68,6 +72,15 @@ class EchoClips:
     """[B] bool: every row of this row's group succeeded (the advantage-degenerated groups)."""
     group_all_fail: torch.Tensor
     """[B] bool: no row of this row's group succeeded."""
+    step_rows: torch.Tensor
+    """[E] long: the batch row of each row of the step tables (the eligible rows, ascending; none if T = 0)."""
+    step_ends: torch.Tensor
+    """[E, S] long: position of each step's last token; -1 past the row's last step."""
+    step_tokens: torch.Tensor
+    """[E, S] long: response tokens in each step; 0 past the row's last step."""
+    step_entropy: torch.Tensor
+    """[E, S] float64: each step's entropy (`step_agg` of its tokens'; nan/inf in `nonfinite` rows);
+    0 past the row's last step."""
 
     def to(self, device) -> "EchoClips":
         return EchoClips(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
@@ -94,7 +107,7 @@ def _check_inputs(responses, response_mask, entropy, success, group_ids, boundar
     """Validate shapes, dtypes and devices; return (B, T, boundary id LongTensor on the device)."""
     if not isinstance(config, EchoConfig):
         raise TypeError(f"config: expected an EchoConfig, got {type(config).__name__}; build it with EchoConfig.from_dict")
-    config.validate()
+    _check_choices(config)
     if not isinstance(step, (int, np.integer)) or isinstance(step, bool):
         raise TypeError(f"step: expected the integer training step, got {step!r}")
     tensors = dict(responses=responses, response_mask=response_mask, entropy=entropy, success=success, group_ids=group_ids)
@@ -133,6 +146,16 @@ def _check_inputs(responses, response_mask, entropy, success, group_ids, boundar
     return B, T, ids.to(device=responses.device, dtype=torch.long)
 
 
+def _check_choices(config: EchoConfig) -> None:
+    """The settings selection branches on must name a known choice: a typo must not fall back silently.
+
+    Only these reads are checked here (the config is validated once, where it is parsed)."""
+    for key, valid in (("scope", SCOPES), ("per_group", PER_GROUP), ("clip_mode", tuple(CLIP_SPANS)),
+                       ("step_agg", STEP_AGGREGATIONS)):
+        if getattr(config, key) not in valid:
+            raise EchoConfigError(f"echo.{key}={getattr(config, key)!r} is not valid; choose one of {list(valid)}")
+
+
 def _one_per_group(selected, score, group_index, num_groups):
     """Keep, per group, only the selected row with the highest score (ties: the earliest row). [B] bool."""
     B = selected.numel()
@@ -145,20 +168,6 @@ def _one_per_group(selected, score, group_index, num_groups):
     first = torch.full((num_groups,), B, dtype=torch.long, device=dev)
     first = first.scatter_reduce(0, group_index, torch.where(top, rows, B), "amin", include_self=True)
     return top & (rows == first[group_index])
-
-
-def _random_steps(cand, seed, step, rows, B):
-    """A uniformly drawn candidate step per row of `cand` [E,S] bool (rows with none: 0).
-
-    The draw comes from a CPU generator seeded by (seed, step), one number per batch row (so it depends on
-    the batch only through B and the row index, never on the device)."""
-    gen = torch.Generator(device="cpu")
-    gen.manual_seed((int(seed) * 0x9E3779B97F4A7C15 + int(step)) % (2**63 - 1))
-    u = torch.rand(B, generator=gen, dtype=torch.float64).to(cand.device)[rows]
-    n = cand.sum(dim=1)
-    j = torch.minimum((u * n).floor().long(), (n - 1).clamp(min=0))
-    # the (j+1)-th candidate: first column whose running candidate count exceeds j
-    return (torch.cumsum(cand, dim=1) > j[:, None]).int().argmax(dim=1)
 
 
 def select_echo_clips(
@@ -204,116 +213,92 @@ def _single_thread_on_cpu(device: torch.device):
         torch.set_num_threads(before)
 
 
-def _select(responses, response_mask, entropy, success, group_ids, ids, config, step, B, T) -> EchoClips:
-    """select_echo_clips after validation (see there)."""
-    dev = responses.device
-    zeros_long = torch.zeros(B, dtype=torch.long, device=dev)
-    zeros_float = torch.zeros(B, dtype=torch.float32, device=dev)
-    false = torch.zeros(B, dtype=torch.bool, device=dev)
-
-    # Group facts: dense ids, then per-group row and success counts.
+def _group_facts(group_ids, success):
+    """Dense group index [B], the number of groups, and [B] bool all-success / all-fail of each row's group."""
+    B = group_ids.numel()
     if B:
         _, group_index = torch.unique(group_ids, return_inverse=True)
         num_groups = int(group_index.max()) + 1
     else:
-        group_index, num_groups = zeros_long.clone(), 0
+        group_index, num_groups = torch.zeros(0, dtype=torch.long, device=group_ids.device), 0
     size = torch.bincount(group_index, minlength=num_groups)
     wins = torch.bincount(group_index, weights=success.double(), minlength=num_groups).long()
-    group_all_success = (wins == size)[group_index]
-    group_all_fail = (wins == 0)[group_index]
-    eligible = success & group_all_success if config.scope == "all_success_groups" else success.clone()
+    return group_index, num_groups, (wins == size)[group_index], (wins == 0)[group_index]
 
-    out = dict(
-        mask=None, eligible=eligible, selected=false.clone(),
-        peak_step=zeros_long - 1, clip_step=zeros_long - 1, num_steps=zeros_long.clone(),
-        clip_len=zeros_long.clone(), peak_entropy=zeros_float.clone(), peak_rel_pos=zeros_float.clone(),
-        nonfinite=false.clone(), no_candidate=false.clone(), group_index=group_index,
-        group_all_success=group_all_success, group_all_fail=group_all_fail,
-    )
+
+def _select(responses, response_mask, entropy, success, group_ids, ids, config, step, B, T) -> EchoClips:
+    """select_echo_clips after validation (see there)."""
+    dev = responses.device
+    group_index, num_groups, group_all_success, group_all_fail = _group_facts(group_ids, success)
+    eligible = success & group_all_success if config.scope == "all_success_groups" else success.clone()
+    groups = dict(eligible=eligible, group_index=group_index, group_all_success=group_all_success,
+                  group_all_fail=group_all_fail)
     rows = eligible.nonzero().squeeze(1)
     if rows.numel() == 0 or T == 0:
-        out["no_candidate"] = eligible.clone() if T == 0 else out["no_candidate"]
-        out["mask"] = torch.zeros(B, T, dtype=torch.float32, device=dev)
-        return EchoClips(**out)
+        return _no_clips(B, T, dev, no_candidate=eligible.clone() if T == 0 else None, **groups)
 
     # bf16/fp16 entropies would lose whole units in step sums: sum in float32 at least (a no-op for float32)
     ent = entropy.index_select(0, rows)
     ent = ent.to(torch.promote_types(ent.dtype, torch.float32))
     st = step_tables(responses.index_select(0, rows), response_mask.index_select(0, rows), ent, ids, config.step_agg)
-    E, S = st["ends"].shape
-    cand = (st["counts"] >= config.min_step_tokens) & st["exists"]
-    has_cand = cand.any(dim=1)
-    score = torch.where(cand, st["agg"], torch.full((), -torch.inf, dtype=torch.float64, device=dev))
+    cand = (st.counts >= config.min_step_tokens) & st.exists
+    score = torch.where(cand, st.agg, torch.full((), -torch.inf, dtype=torch.float64, device=dev))
     peak = score.argmax(dim=1)  # the first maximum: ties go to the earliest step
     peak_val = score.gather(1, peak[:, None]).squeeze(1)
-    ok = has_cand & ~st["nonfinite"]
+    ok = cand.any(dim=1) & ~st.nonfinite
 
-    nonfinite = false.clone()
-    nonfinite[rows] = st["nonfinite"]
-    no_candidate = false.clone()
-    no_candidate[rows] = ~has_cand & ~st["nonfinite"]
-    selected = false.clone()
-    selected[rows] = ok
+    selected = _scatter(B, rows, ok, False)
     if config.per_group == "one":
-        full_score = torch.zeros(B, dtype=torch.float64, device=dev)
-        full_score[rows] = torch.where(ok, peak_val, torch.zeros((), dtype=torch.float64, device=dev))
-        selected = _one_per_group(selected, full_score, group_index, num_groups)
+        selected = _one_per_group(selected, _scatter(B, rows, torch.where(ok, peak_val, 0.0), 0.0),
+                                  group_index, num_groups)
     sel = selected[rows]
 
-    # The span (start, end] of positions the clip covers, per mode; start -1 = from the first token.
-    minus1 = torch.full((E,), -1, dtype=torch.long, device=dev)
-    if config.clip_mode == "random_prefix":
-        clip_step = _random_steps(cand, config.seed, step, rows, B)
-    elif config.clip_mode == "full_response":
-        clip_step = st["num_steps"] - 1
-    else:
-        clip_step = peak
-    safe_step = clip_step.clamp(0, S - 1)[:, None]
-    end = st["ends"].gather(1, safe_step).squeeze(1)
-    # a step starts right after the previous step's end: end - segment length
-    start = end - st["seg_len"].gather(1, safe_step).squeeze(1) if config.clip_mode == "peak_step" else minus1
-    if config.clip_mode == "full_response":
-        end = st["last_pos"]
-    end = torch.where(sel, end, minus1)
+    span = CLIP_SPANS[config.clip_mode]
+    c = Candidates(table=st, cand=cand, peak=peak, rows=rows, batch_size=B, seed=config.seed, step=int(step))
+    first, last = span.first(c), span.last(c)
+    mask = span_mask(span, first, last, c, sel, T)
+    through_peak = torch.cumsum(st.counts, dim=1).gather(1, peak[:, None]).squeeze(1)
 
-    # The mask is written in one comparison over [B, T] straight into float32 (rows not selected: end = -1).
-    # Float operands on purpose: an int64 comparison into a float32 output is 3x slower on CPU. Positions
-    # are exact in float32 (T < 2^24).
-    pos = torch.arange(T, device=dev, dtype=torch.float32)
-    end_full = torch.full((B,), -1.0, dtype=torch.float32, device=dev)
-    end_full[rows] = end.float()
-    mask = torch.le(pos, end_full[:, None], out=torch.empty(B, T, dtype=torch.float32, device=dev))
-    if config.clip_mode == "peak_step":
-        start_full = torch.full((B,), -1.0, dtype=torch.float32, device=dev)
-        start_full[rows] = start.float()
-        mask.mul_(torch.gt(pos, start_full[:, None], out=torch.empty_like(mask)))
-    if not st["prefix"]:  # holes inside rows: the span may cover padding positions
-        mask[rows] = mask[rows] * st["valid"]
-    out["mask"] = mask
+    def where_selected(values, fill):  # [E] -> [B]: values on selected rows, fill elsewhere
+        return _scatter(B, rows, torch.where(sel, values, torch.full((), fill, dtype=values.dtype, device=dev)), fill)
 
-    # Token counts from the small [E, S] step table: tokens through step k = running sum of counts.
-    through = torch.cumsum(st["counts"], dim=1)
-    if config.clip_mode == "full_response":
-        clip_len = st["length"]
-    elif config.clip_mode == "peak_step":
-        clip_len = st["counts"].gather(1, safe_step).squeeze(1)
-    else:
-        clip_len = through.gather(1, safe_step).squeeze(1)
-    through_peak = through.gather(1, peak[:, None]).squeeze(1)
-    rel = through_peak.double() / st["length"].clamp(min=1).double()
+    exists = st.exists
+    return EchoClips(
+        mask=mask, selected=selected,
+        peak_step=where_selected(peak, -1), clip_step=where_selected(last, -1),
+        num_steps=_scatter(B, rows, st.num_steps, 0),
+        clip_len=mask.sum(dim=1).long(),  # exact: sums of 0/1 below 2^24 in float32
+        peak_entropy=where_selected(peak_val, 0.0).float(),
+        peak_rel_pos=where_selected(through_peak.double() / st.length.clamp(min=1).double(), 0.0).float(),
+        nonfinite=_scatter(B, rows, st.nonfinite, False),
+        no_candidate=_scatter(B, rows, ~cand.any(dim=1) & ~st.nonfinite, False),
+        step_rows=rows, step_ends=torch.where(exists, st.ends, -1), step_tokens=torch.where(exists, st.counts, 0),
+        step_entropy=torch.where(exists, st.agg, 0.0), **groups,
+    )
 
-    def put(name, values, fill):
-        full = out[name]
-        full[rows] = torch.where(sel, values, torch.full((), fill, dtype=values.dtype, device=dev)).to(full.dtype)
 
-    out.update(selected=selected, nonfinite=nonfinite, no_candidate=no_candidate)
-    out["num_steps"][rows] = st["num_steps"]
-    put("peak_step", peak, -1)
-    put("clip_step", clip_step, -1)
-    put("clip_len", clip_len, 0)
-    put("peak_entropy", peak_val, 0.0)
-    put("peak_rel_pos", rel, 0.0)
-    return EchoClips(**out)
+def _scatter(B: int, rows: torch.Tensor, values: torch.Tensor, fill) -> torch.Tensor:
+    """[B] tensor of values' dtype: values [E] at `rows`, `fill` elsewhere."""
+    full = torch.full((B,), fill, dtype=values.dtype, device=values.device)
+    full[rows] = values
+    return full
+
+
+def _no_clips(B, T, dev, no_candidate=None, **groups) -> EchoClips:
+    """The result when no row can give a clip (no eligible row, or no response positions)."""
+    false = torch.zeros(B, dtype=torch.bool, device=dev)
+    zeros, minus1 = torch.zeros(B, dtype=torch.long, device=dev), torch.full((B,), -1, dtype=torch.long, device=dev)
+    return EchoClips(
+        mask=torch.zeros(B, T, dtype=torch.float32, device=dev), selected=false, peak_step=minus1,
+        clip_step=minus1.clone(), num_steps=zeros, clip_len=zeros.clone(),
+        peak_entropy=torch.zeros(B, dtype=torch.float32, device=dev),
+        peak_rel_pos=torch.zeros(B, dtype=torch.float32, device=dev), nonfinite=false.clone(),
+        no_candidate=false.clone() if no_candidate is None else no_candidate,
+        step_rows=torch.zeros(0, dtype=torch.long, device=dev),
+        step_ends=torch.zeros(0, 1, dtype=torch.long, device=dev),
+        step_tokens=torch.zeros(0, 1, dtype=torch.long, device=dev),
+        step_entropy=torch.zeros(0, 1, dtype=torch.float64, device=dev), **groups,
+    )
 
 
 def selection_metrics(clips: EchoClips, response_mask: torch.Tensor) -> dict[str, float]:

@@ -8,7 +8,48 @@ one `torch.segment_reduce` per row (segments = the steps, then the padding) for 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
+
+
+class StepTable(NamedTuple):
+    """The steps of E rows, S = max(1, most steps of a row) columns; column k is step k of the row.
+
+    A NamedTuple rather than a dict so that each field has one name, type and shape a reader (and a
+    linter) can check. Where `exists` is False, or in `nonfinite` rows, ends/seg_len/counts/agg are
+    meaningless.
+    """
+
+    valid: torch.Tensor
+    """[E, T] bool: response tokens."""
+    prefix: bool
+    """Every row's valid tokens are a prefix (right padding; the fast path)."""
+    length: torch.Tensor
+    """[E] long: valid tokens per row."""
+    nonfinite: torch.Tensor
+    """[E] bool: a valid token's entropy is nan/inf."""
+    num_steps: torch.Tensor
+    """[E] long: steps per row (0 for an empty response)."""
+    ends: torch.Tensor
+    """[E, S] long: position of each step's last token."""
+    seg_len: torch.Tensor
+    """[E, S] long: positions from the previous step's end (-1 before step 0) to this step's end."""
+    counts: torch.Tensor
+    """[E, S] long: valid tokens per step (= seg_len when `prefix`)."""
+    agg: torch.Tensor
+    """[E, S] float64: the step entropy (mean, max or sum of its tokens' entropies)."""
+
+    @property
+    def exists(self) -> torch.Tensor:
+        """[E, S] bool: column k is a step of the row (k < num_steps)."""
+        S = self.ends.shape[1]
+        return torch.arange(S, device=self.ends.device)[None, :] < self.num_steps[:, None]
+
+    @property
+    def starts(self) -> torch.Tensor:
+        """[E, S] long: the position just before each step's first token (the previous step's end; -1)."""
+        return self.ends - self.seg_len
 
 
 def boundary_flags(resp: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
@@ -30,20 +71,14 @@ def boundary_flags(resp: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return torch.take(lut, resp)  # ids are in range here; take is faster than lut[resp]
 
 
-def step_tables(resp, mask, ent, ids, step_agg):
+def step_tables(resp, mask, ent, ids, step_agg: str) -> StepTable:
     """Step structure and step entropies of E rows (the eligible ones).
 
-    resp [E, T] int token ids, mask [E, T] any dtype, ent [E, T] float. Returns a dict of
-    valid [E,T] bool, prefix (bool: every row's valid tokens are a prefix), length [E] long (valid
-    tokens), last_pos [E] long (last valid position, -1 if none), nonfinite [E] bool, num_steps [E]
-    long, exists [E,S] bool (column k < num_steps), ends [E,S] long (position of each step's last token),
-    seg_len [E,S] long (positions from the previous step's end to this one's), counts [E,S] long (valid
-    tokens per step) and agg [E,S] float64 (step entropy). Where `exists` is False, or in nonfinite rows,
-    ends/seg_len/counts/agg are meaningless. S = max(1, most steps of a row).
-
-    Step sums come from one segment reduction over each row (segments = the steps, then the padding),
-    so no [E, T] step-id or prefix-sum tensor is built.
+    resp [E, T] int token ids, mask [E, T] any dtype (nonzero = response token), ent [E, T] float,
+    ids [N] long boundary ids, step_agg `mean`, `max` or `sum`.
     """
+    if step_agg not in ("mean", "max", "sum"):
+        raise ValueError(f"echo.step_agg={step_agg!r} is not valid; choose one of ['mean', 'max', 'sum']")
     E, T = resp.shape
     dev = resp.device
     ar = torch.arange(E, device=dev)
@@ -72,7 +107,6 @@ def step_tables(resp, mask, ent, ids, step_agg):
     ends[rows_b, rank] = cols_b
     ends[ar[tail], nb[tail]] = last_pos[tail]
     seg_len = torch.diff(ends, dim=1, prepend=torch.full((E, 1), -1, dtype=torch.long, device=dev))
-    ends, seg_len_s = ends[:, :S], seg_len[:, :S]
     exists = torch.arange(S, device=dev)[None, :] < num_steps[:, None]  # column num_steps is the padding
 
     # float32 segment sums (exact for the integer test values); a nan/inf on a valid token makes its step
@@ -81,7 +115,7 @@ def step_tables(resp, mask, ent, ids, step_agg):
     nonfinite = (~torch.isfinite(sums) & exists).any(dim=1)
     sums = sums.double()
     if prefix:
-        counts = seg_len_s
+        counts = seg_len[:, :S]
     else:
         counts = torch.segment_reduce(valid.to(ent.dtype), "sum", lengths=seg_len, axis=1)[:, :S].long()
     if step_agg == "max":
@@ -92,5 +126,5 @@ def step_tables(resp, mask, ent, ids, step_agg):
         agg = sums
     else:
         agg = sums / counts.clamp(min=1)
-    return dict(valid=valid, prefix=prefix, length=length, last_pos=last_pos, nonfinite=nonfinite,
-                num_steps=num_steps, exists=exists, ends=ends, seg_len=seg_len_s, counts=counts, agg=agg)
+    return StepTable(valid=valid, prefix=prefix, length=length, nonfinite=nonfinite, num_steps=num_steps,
+                     ends=ends[:, :S], seg_len=seg_len[:, :S], counts=counts, agg=agg)

@@ -9,6 +9,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from echorl_verl.clip_modes import CLIP_SPANS
 from echorl_verl.config import CLIP_MODES, PER_GROUP, SCOPES, STEP_AGGREGATIONS, EchoConfig, EchoConfigError
 from echorl_verl.selection import EchoClips, group_ids_from_uids, select_echo_clips, selection_metrics
 
@@ -393,13 +394,17 @@ def call_with(**override):
         (dict(boundary_token_ids=[-1]), ValueError, "boundary_token_ids"),
         (dict(boundary_token_ids=[1.5]), ValueError, "boundary_token_ids"),
         (dict(config={"clip_mode": "peak_prefix"}), TypeError, "EchoConfig"),
-        (dict(config=EchoConfig(clip_mode="prefix")), EchoConfigError, "clip_mode"),
+        (dict(config=lambda: EchoConfig(clip_mode="prefix")), EchoConfigError, "clip_mode"),
+        (dict(config=lambda: EchoConfig(scope="everything")), EchoConfigError, "scope"),
+        (dict(config=lambda: EchoConfig(per_group="two")), EchoConfigError, "per_group"),
+        (dict(config=lambda: EchoConfig(step_agg="median")), EchoConfigError, "step_agg"),
         (dict(step=1.0), TypeError, "step"),
     ],
 )
 def test_bad_input_names_the_field(override, error, words):
+    # configs are built inside the raises block (lambda): a config class may refuse a bad value itself
     with pytest.raises(error, match=words):
-        call_with(**override)
+        call_with(**{k: v() if callable(v) else v for k, v in override.items()})
 
 
 def test_group_ids_from_uids():
@@ -464,6 +469,49 @@ def test_matches_reference(batch):
     assert_matches_reference(clips, reference(responses, mask, entropy, success, group_ids, BOUNDARIES, config, step))
     metrics = selection_metrics(clips, torch.tensor(mask).reshape(B, T))
     assert all(isinstance(v, float) and math.isfinite(v) for v in metrics.values())
+
+
+def reference_steps(responses, mask, entropy, boundary_ids, step_agg):
+    """Per row: [(position of the step's last token, valid tokens, step entropy)], straight from the definition."""
+    out = []
+    for resp, m, ent in zip(responses, mask, entropy):
+        steps, cur = [], []
+        for t in (t for t in range(len(resp)) if m[t]):
+            cur.append(t)
+            if resp[t] in boundary_ids:
+                steps.append(cur)
+                cur = []
+        steps += [cur] if cur else []
+        agg = {"mean": lambda v: sum(v) / len(v), "max": max, "sum": sum}[step_agg]
+        out.append([(s[-1], len(s), agg([ent[t] for t in s])) for s in steps])
+    return out
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batches())
+def test_step_tables_match_the_definition(batch):
+    """The step tables EchoClips carries for the rollout dump (step_rows, step_ends, step_tokens, step_entropy)."""
+    responses, mask, entropy, success, group_ids, config, step = batch
+    B, T = len(responses), len(responses[0])
+    clips = select_echo_clips(
+        torch.tensor(responses, dtype=torch.long).reshape(B, T), torch.tensor(mask, dtype=torch.int64).reshape(B, T),
+        torch.tensor(entropy, dtype=torch.float32).reshape(B, T), torch.tensor(success), torch.tensor(group_ids),
+        BOUNDARIES, config, step,
+    )
+    ref = reference_steps(responses, mask, entropy, BOUNDARIES, config.step_agg)
+    expected_rows = [r for r in range(B) if clips.eligible[r]] if T else []
+    assert clips.step_rows.tolist() == expected_rows
+    S = clips.step_ends.shape[1]
+    for i, r in enumerate(expected_rows):
+        n = len(ref[r])
+        assert clips.step_ends[i].tolist() == [e for e, _, _ in ref[r]] + [-1] * (S - n)
+        assert clips.step_tokens[i].tolist() == [c for _, c, _ in ref[r]] + [0] * (S - n)
+        if not clips.nonfinite[r]:
+            assert clips.step_entropy[i].tolist() == [a for _, _, a in ref[r]] + [0.0] * (S - n)
+
+
+def test_every_clip_mode_is_one_span():
+    assert set(CLIP_SPANS) == set(CLIP_MODES)
 
 
 @pytest.mark.parametrize("config", [EchoConfig(), EchoConfig(step_agg="max", per_group="one"),
