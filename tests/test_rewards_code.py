@@ -2,6 +2,12 @@
 
 Every hostile program here runs in the real sandbox (see echorl_verl/rewards/code_sandbox.py);
 each test checks that it scores 0, returns within its limits, and leaves nothing behind.
+
+Nothing here probes the sandbox at import: a machine without isolation gets failing tests that say
+why, not a collection error. The tests that need the namespaces sandbox FAIL where it is missing
+(this project's CI machines have it, so a missing sandbox there is a defect to see, not to skip);
+a developer on a machine without root/unshare opts out explicitly with ECHORL_SANDBOX=rlimits, and
+then they are skipped with that reason.
 """
 
 import glob
@@ -16,15 +22,25 @@ from pathlib import Path
 
 import pytest
 
-from echorl_verl.rewards import compute_score
+from echorl_verl.rewards import compute_score, infra
 from echorl_verl.rewards import code_sandbox
 from echorl_verl.rewards.code_sandbox import SandboxLimits, isolation_mode, run_program
 from echorl_verl.rewards.code_score import outputs_match, parse_code_ground_truth
 
 REPO = Path(__file__).resolve().parents[1]
-namespaces_only = pytest.mark.skipif(
-    isolation_mode() != "namespaces", reason="needs the namespaces sandbox (root + unshare)"
-)
+
+
+@pytest.fixture
+def namespaces():
+    """The namespaces sandbox, or a failure saying why it is missing (a skip only where the user opted out)."""
+    if os.environ.get("ECHORL_SANDBOX", "").strip() == "rlimits":
+        pytest.skip("ECHORL_SANDBOX=rlimits: the namespaces sandbox (root + unshare) is switched off on this machine")
+    mode = isolation_mode()  # raises SandboxUnavailable (with the fix) when ECHORL_SANDBOX=namespaces cannot work
+    if mode != "namespaces":
+        pytest.fail(
+            f"the code sandbox runs in {mode!r} mode here: not root, or `unshare` is missing or fails. CI machines have "
+            "it; on a machine without it, set ECHORL_SANDBOX=rlimits to skip the namespaces-only tests"
+        )
 
 
 def block(code: str) -> str:
@@ -56,7 +72,7 @@ def test_functional_pass_fail_and_no_code_block():
     assert compute_score("humaneval", block("def add(a, b):\n    return a + b"), ADD_TEST)["score"] == 1.0
     assert compute_score("humaneval", block("def add(a, b):\n    return a - b"), ADD_TEST)["score"] == 0.0
     assert compute_score("humaneval", "def add(a, b): return a + b", ADD_TEST) == {
-        "score": 0.0, "acc": 0.0, "pred": "", "error": ""}  # fmt: skip
+        "score": 0.0, "acc": 0.0, "pred": "", "error": "", "infra_error": 0.0}  # fmt: skip
 
 
 def test_functional_prompt_prefix_and_main_block_skipped():
@@ -160,8 +176,7 @@ def test_infinite_loop_is_killed_within_its_limit():
     assert sleeper["score"] == 0.0 and 6 < took < 9  # sleeping uses no CPU: the wall limit (7 s) kills it
 
 
-@namespaces_only
-def test_fork_bomb_is_contained():
+def test_fork_bomb_is_contained(namespaces):
     peak = [0]
     stop = threading.Event()
 
@@ -191,7 +206,8 @@ def test_memory_hog_fails_fast():
     assert r.returncode == 1 and "MemoryError" in r.stderr
 
 
-def test_writes_outside_the_work_directory_do_not_land():
+def test_writes_outside_the_work_directory_do_not_land(namespaces):
+    """Namespaces only: in rlimits mode the program runs as this user (root can write the repo)."""
     tmp_target = f"/tmp/echorl_pwned_{uuid.uuid4().hex}"
     repo_target = str(REPO / f"echorl_pwned_{uuid.uuid4().hex}")
     for target in (tmp_target, repo_target):
@@ -204,12 +220,10 @@ def test_writes_outside_the_work_directory_do_not_land():
     assert r.returncode == 1 and "PermissionError" in r.stderr and not os.path.exists(repo_target)
     r = run_program(f"open({tmp_target!r}, 'w').write('x'); print(open({tmp_target!r}).read())")
     assert not os.path.exists(tmp_target)
-    if isolation_mode() == "namespaces":
-        assert r.returncode == 0 and r.stdout == "x\n"
+    assert r.returncode == 0 and r.stdout == "x\n"
 
 
-@namespaces_only
-def test_disk_writes_are_bounded_by_the_private_tmpfs():
+def test_disk_writes_are_bounded_by_the_private_tmpfs(namespaces):
     fill = "for i in range(100):\n    open(f'f{i}', 'wb').write(b'x' * (1 << 20))"
     r = run_program(fill, limits=SandboxLimits(tmpfs_mb=8))
     assert r.returncode == 1 and "No space left on device" in r.stderr
@@ -220,7 +234,9 @@ def test_output_flood_is_capped():
     assert r.returncode != 0 and len(r.stdout) <= 4 << 20
 
 
-def test_no_network():
+def test_no_network(namespaces):
+    """Namespaces only: rlimits mode blocks the socket module alone (test_rlimits_fallback_mode_still_limits),
+    and ``_socket`` gets past that."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(5)
@@ -240,8 +256,7 @@ def test_no_network():
         server.close()
 
 
-@namespaces_only
-def test_killing_the_parent_or_everything_hurts_nobody():
+def test_killing_the_parent_or_everything_hurts_nobody(namespaces):
     for attack in ("os.kill(os.getppid(), 9)", "os.kill(-1, 9)", "os.killpg(0, 9)"):
         result, took = _hostile(f"import os\n{attack}\ndef add(a, b):\n    return a + b")
         assert result["score"] == 0.0 and took < 8, attack
@@ -269,14 +284,16 @@ def test_rlimits_fallback_mode_still_limits(monkeypatch):
 
 
 # ---------- sandbox-fusion plumbing (no service reachable here) ----------
-def test_sandbox_fusion_url_is_used_and_an_unreachable_service_is_an_error():
+def test_sandbox_fusion_url_is_used_and_an_unreachable_service_is_an_error(monkeypatch):
+    monkeypatch.setattr(infra, "_COUNTER", infra._Counter())  # this process's count starts at 0
     with socket.socket() as s:  # a port with nothing listening
         s.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{s.getsockname()[1]}/run_code"
     good = block("def add(a, b):\n    return a + b")
     for kwargs, extra in (({"sandbox_fusion_url": url}, None), ({}, {"sandbox_fusion_url": url})):
         r = compute_score("humaneval", good, ADD_TEST, extra, **kwargs)
-        assert r["score"] == 0.0 and "sandbox-fusion" in r["error"] and url in r["error"]
+        assert r["score"] == 0.0 and r["infra_error"] == 1.0 and "sandbox-fusion" in r["error"] and url in r["error"]
+    assert infra.failures_so_far() == 2
     assert compute_score("humaneval", good, ADD_TEST, {"index": 3})["score"] == 1.0  # no URL: local sandbox
 
 

@@ -10,11 +10,13 @@ Use in a verl 0.9.1 config::
 Every call returns the same keys (verl's reward loop builds one array per key from the FIRST
 result's keys, so a key missing in a later row would raise KeyError there)::
 
-    {"score": float, "acc": float (0.0/1.0), "pred": str, "error": str}
+    {"score": float, "acc": float (0.0/1.0), "pred": str, "error": str, "infra_error": float (0.0/1.0)}
 
 ``pred`` is the extracted answer (boxed content / option label; "" for code, where it would be
 a whole program), which verl's validation uses for maj@N. ``error`` is "" or why the scorer
 itself could not decide (math check timed out, sandbox unavailable); such rows score 0.
+``infra_error`` is 1.0 when the reward could not be computed at all (the code sandbox could not run
+the program): counted, and past a bound the run stops (``infra.py``; ``max_infra_errors``).
 
 Model output can never make this raise. Bad DATA does: an unknown ``data_source`` or a
 malformed ground truth raises ValueError naming what is wrong.
@@ -47,7 +49,7 @@ CODE_SOURCES = frozenset({"humaneval", "humanevalplus", "mbpp", "mbppplus", "liv
 #: scored by echorl_verl.toy.reward (owned by the CPU demo), imported only when needed
 TOY_SOURCES = frozenset({"echorl/addition"})
 KNOWN_DATA_SOURCES = MATH_SOURCES | CHOICE_SOURCES | CODE_SOURCES | TOY_SOURCES
-RESULT_KEYS = ("score", "acc", "pred", "error")
+RESULT_KEYS = ("score", "acc", "pred", "error", "infra_error")
 
 __all__ = ["compute_score", "KNOWN_DATA_SOURCES", "RESULT_KEYS", "math_golds"]
 
@@ -56,10 +58,11 @@ __all__ = ["compute_score", "KNOWN_DATA_SOURCES", "RESULT_KEYS", "math_golds"]
 PRED_CHARS = 200
 
 
-def _result(correct: bool, pred: str = "", error: str = "") -> dict:
+def _result(correct: bool, pred: str = "", error: str = "", infra_error: bool = False) -> dict:
     # lone surrogates (decoded garbage) would break a UTF-8 log writer downstream
     pred = pred[:PRED_CHARS].encode("utf-8", "replace").decode("utf-8")
-    return {"score": float(correct), "acc": float(correct), "pred": pred, "error": error}
+    return {"score": float(correct), "acc": float(correct), "pred": pred, "error": error,
+            "infra_error": float(infra_error)}
 
 
 def math_golds(ground_truth: Any) -> list[str]:
@@ -104,17 +107,21 @@ def _score_toy(data_source, solution_str, ground_truth, extra_info, **kwargs) ->
     out = toy.compute_score(data_source, solution_str, ground_truth, extra_info, **kwargs)
     score = float(out["score"] if isinstance(out, dict) else out)
     acc = float(out.get("acc", score > 0) if isinstance(out, dict) else score > 0)
-    return {"score": score, "acc": acc, "pred": str(out.get("pred", "")) if isinstance(out, dict) else "", "error": ""}
+    return {"score": score, "acc": acc, "pred": str(out.get("pred", "")) if isinstance(out, dict) else "", "error": "",
+            "infra_error": 0.0}
 
 
 def _score_code(solution_str: str, ground_truth: Any, extra_info: Any, kwargs: dict) -> dict:
-    from echorl_verl.rewards.code_score import sandbox_fusion_runner, score_code
+    from echorl_verl.rewards.code_sandbox import runner_for
+    from echorl_verl.rewards.code_score import score_code
+    from echorl_verl.rewards.infra import MAX_INFRA_ERRORS, count_call
 
     info = extra_info if isinstance(extra_info, dict) else {}
     url = kwargs.get("sandbox_fusion_url") or info.get("sandbox_fusion_url")
-    runner = sandbox_fusion_runner(url, int(kwargs.get("memory_limit_mb", 1024))) if url else None
+    runner = runner_for(url, int(kwargs.get("memory_limit_mb", 1024)))
     passed, _detail, error = score_code(solution_str, ground_truth, runner=runner)
-    return _result(passed, "", error)
+    count_call(error, int(kwargs.get("max_infra_errors", MAX_INFRA_ERRORS)))  # raises past the bound
+    return _result(passed, "", error, infra_error=bool(error))
 
 
 def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs) -> dict:
@@ -126,7 +133,7 @@ def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kw
         ground_truth: math: str | number | {"target": ...} | list of those; multiple choice: a
             label (A-Z or 1-9); code: the dict/JSON described in ``code_score``.
         extra_info: the row's extra_info; ``sandbox_fusion_url`` is read from it for code.
-        kwargs: ``sandbox_fusion_url``, ``memory_limit_mb`` (code), ``math_timeout_s`` (math,
+        kwargs: ``sandbox_fusion_url``, ``memory_limit_mb``, ``max_infra_errors`` (code), ``math_timeout_s`` (math,
             default 10 s); others (verl's ``reward_router_address``...) are ignored.
     """
     data_source = str(data_source)

@@ -25,6 +25,12 @@ Limits in both modes: RLIMIT_CPU (``cpu_s``), RLIMIT_AS (``memory_mb``), RLIMIT_
 (``fsize_mb``, also caps stdout/stderr, which go to files), RLIMIT_NPROC (``nproc``),
 RLIMIT_NOFILE 256, no core files, and a wall-clock limit (``wall_s``) after which the whole
 process group is SIGKILLed. Worst-case memory of one run is ``nproc * memory_mb``.
+
+"The program failed" and "we could not run it" are kept apart: the child tells the parent through a
+pipe that it is about to run the program; a run that never got there (``unshare`` failed, a mount
+was refused, the interpreter could not start) raises :class:`SandboxUnavailable`, never a
+``RunResult`` that would score 0 as a wrong answer. ``self_test()`` runs a trivial program the
+way the reward does (here or on sandbox-fusion) and says what failed and how to fix it.
 """
 
 from __future__ import annotations
@@ -40,16 +46,53 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 logger = logging.getLogger(__name__)
 
-_CHILD = str(Path(__file__).with_name("sandbox_child.py"))
+_CHILD = os.path.realpath(Path(__file__).with_name("sandbox_child.py"))
 _FIRST_SANDBOX_UID = 2_000_000_000
 _OUTPUT_CAP = 8 << 20  # bytes of stdout/stderr read back
+_STARTED = b"started"  # what the child writes to the status pipe just before it runs the program
+LOCAL_FIX = (
+    "the local sandbox needs root and a working `unshare` (mount, PID and network namespaces); where those are "
+    "unavailable, set ECHORL_SANDBOX=rlimits (weaker isolation) or use a sandbox-fusion service: "
+    "+reward.custom_reward_function.reward_kwargs.sandbox_fusion_url=http://HOST:8080/run_code"
+)
+
+
+class SandboxUnavailable(RuntimeError):
+    """The sandbox could not run the program (it never started, the service is unreachable): not the model's fault."""
+
+
+def _interpreter() -> tuple[str, str]:
+    """``(binary, argv0)`` that start this interpreter, with this venv, inside the sandbox.
+
+    ``sys.executable`` keeps the path it was started by, which may pass through a symbolic link under a
+    directory the sandbox covers (a venv reached through a link under /tmp, a fresh tmpfs inside). So the
+    binary is its real path (under the real base prefix, which is exposed), and ``argv0`` is its name in the
+    real directory of ``sys.executable``: Python finds ``pyvenv.cfg`` next to ``argv[0]``, so the venv's
+    packages stay importable without any link having to exist inside the sandbox.
+    """
+    binary = os.path.realpath(sys.executable)
+    argv0 = os.path.join(os.path.realpath(os.path.dirname(sys.executable)), os.path.basename(sys.executable))
+    return binary, argv0
+
+
+def _outermost(paths) -> list[str]:
+    """The paths none of which lies inside another (a directory bound read-only cannot take a mount point)."""
+    paths = sorted(set(paths))
+    return [p for p in paths if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in paths)]
+
+
 # what the unprivileged program needs to read: the interpreter, the venv, the child script
-_EXPOSE = sorted({os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, os.path.dirname(_CHILD))})
+_EXPOSE = _outermost(
+    os.path.realpath(p)
+    for p in (sys.base_prefix, sys.prefix, os.path.dirname(_CHILD), os.path.dirname(_interpreter()[0]))
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,13 +122,16 @@ class RunResult:
         return self.returncode == 0 and not self.timed_out
 
 
+#: ``run(program, stdin, limits) -> RunResult``; raises SandboxUnavailable when it could not run the program.
+Runner = Callable[[str, str, SandboxLimits], RunResult]
+
+
 @lru_cache(maxsize=1)
 def isolation_mode() -> str:
     """``"namespaces"`` or ``"rlimits"`` (see module docstring); probed once per process.
 
     ``$ECHORL_SANDBOX`` = ``namespaces`` / ``rlimits`` forces a mode (``namespaces`` where it cannot
-    work raises). The chosen mode is checked by running ``print('ok')`` in it: a sandbox that
-    cannot run anything would score every program 0, so that raises RuntimeError instead.
+    work raises SandboxUnavailable). Whether the mode can run a program is ``self_test()``'s job.
     """
     forced = os.environ.get("ECHORL_SANDBOX", "").strip()
     if forced not in ("", "namespaces", "rlimits"):
@@ -99,17 +145,13 @@ def isolation_mode() -> str:
         )
         mode = "namespaces" if probe.returncode == 0 else "rlimits"
     if forced == "namespaces" and mode != "namespaces":
-        raise RuntimeError("ECHORL_SANDBOX=namespaces, but this process is not root or `unshare` fails here")
+        raise SandboxUnavailable(
+            f"ECHORL_SANDBOX=namespaces, but this process is not root or `unshare` is missing or fails here; {LOCAL_FIX}"
+        )
     if mode == "rlimits":
         logger.warning(
             "echorl code sandbox: no root/unshare here, falling back to rlimits only (weaker: the program "
             "runs as this user). Prefer a sandbox-fusion service (sandbox_fusion_url) on this machine."
-        )
-    check = _run(mode, "print('ok')", "", SandboxLimits(cpu_s=10, wall_s=60))
-    if check.stdout != "ok\n":
-        raise RuntimeError(
-            f"the {mode} code sandbox cannot run a trivial program (exit code {check.returncode}): "
-            f"{check.stderr.strip()[-500:]}"
         )
     return mode
 
@@ -162,13 +204,37 @@ def run_program(program: str, stdin: str = "", limits: SandboxLimits = SandboxLi
 
     The program's working directory is a fresh empty directory (``/tmp/work`` in namespaces
     mode); its stdout/stderr are captured to files outside it (capped by ``fsize_mb``).
-    Raises OSError only when the sandbox itself fails (no disk space, mounts refused).
+    Raises SandboxUnavailable when the sandbox could not run the program at all.
     """
-    return _run(isolation_mode(), program, stdin, limits)
+    mode = isolation_mode()
+    try:
+        return _run(mode, program, stdin, limits)
+    except OSError as e:  # no disk space for the run's files, no processes left, ...
+        raise SandboxUnavailable(f"the {mode} code sandbox failed: {e!r}") from e
+
+
+def _command(mode: str, cfg_path: str, work: str) -> tuple[list[str], str | None, dict[str, str]]:
+    """``(argv, executable, env)`` of the sandbox's first process (``executable`` None: ``argv[0]``)."""
+    binary, argv0 = _interpreter()
+    if mode == "namespaces":  # PID 1 needs only the standard library: the bare binary will do
+        cmd = ["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount", "--mount-proc",
+               binary, "-I", _CHILD, "init", cfg_path]  # fmt: skip
+        return cmd, None, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    return [argv0, "-I", _CHILD, "run", cfg_path], binary, {**_clean_env(), "HOME": work}
+
+
+def _started(status_fd: int) -> bool:
+    """Did the child report (on the status pipe) that it reached the program? Every writer is gone by now."""
+    os.set_blocking(status_fd, False)
+    try:
+        return os.read(status_fd, 64) == _STARTED
+    except BlockingIOError:
+        return False
 
 
 def _run(mode: str, program: str, stdin: str, limits: SandboxLimits) -> RunResult:
     base = tempfile.mkdtemp(prefix="echorl_sbx_")  # mode 700, ours: the program cannot enter it
+    status_r, status_w = os.pipe()
     try:
         work = os.path.join(base, "work")
         os.mkdir(work, 0o700)
@@ -177,17 +243,13 @@ def _run(mode: str, program: str, stdin: str, limits: SandboxLimits) -> RunResul
         with open(os.path.join(base, "stdin"), "w", encoding="utf-8", errors="replace") as f:
             f.write(stdin)
         uid = random.randrange(_FIRST_SANDBOX_UID, _FIRST_SANDBOX_UID + 100_000_000)
-        cfg = {**dataclasses.asdict(limits), "uid": uid, "workdir": work, "env": _clean_env(), "expose": _EXPOSE}
+        binary, argv0 = _interpreter()
+        cfg = {**dataclasses.asdict(limits), "uid": uid, "workdir": work, "env": _clean_env(), "expose": _EXPOSE,
+               "python": binary, "argv0": argv0, "status_fd": status_w}  # fmt: skip
         cfg_path = os.path.join(work, "sandbox.json")
         with open(cfg_path, "w") as f:
             json.dump(cfg, f)
-        if mode == "namespaces":
-            cmd = ["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount", "--mount-proc",
-                   sys.executable, "-I", _CHILD, "init", cfg_path]  # fmt: skip
-            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-        else:
-            cmd = [sys.executable, "-I", _CHILD, "run", cfg_path]
-            env = {**_clean_env(), "HOME": work}
+        cmd, executable, env = _command(mode, cfg_path, work)
         start = time.monotonic()
         with (
             open(os.path.join(base, "stdin"), "rb") as fin,
@@ -195,8 +257,11 @@ def _run(mode: str, program: str, stdin: str, limits: SandboxLimits) -> RunResul
             open(os.path.join(base, "stderr"), "wb") as ferr,
         ):
             proc = subprocess.Popen(
-                cmd, stdin=fin, stdout=fout, stderr=ferr, cwd=work, env=env, start_new_session=True, close_fds=True
-            )
+                cmd, executable=executable, stdin=fin, stdout=fout, stderr=ferr, cwd=work, env=env,
+                start_new_session=True, close_fds=True, pass_fds=(status_w,),
+            )  # fmt: skip
+            os.close(status_w)
+            status_w = -1
             timed_out = False
             try:
                 proc.wait(timeout=limits.wall_s)
@@ -211,15 +276,61 @@ def _run(mode: str, program: str, stdin: str, limits: SandboxLimits) -> RunResul
                 if mode == "namespaces":
                     _kill_uid(uid)
         wall = time.monotonic() - start
+        returncode = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
         stderr = _read_capped(os.path.join(base, "stderr"))
-        if mode == "namespaces" and proc.returncode == 125 and stderr.startswith("sandbox init failed"):
-            raise OSError(stderr.strip())
+        if not _started(status_r):
+            raise SandboxUnavailable(
+                f"the {mode} code sandbox did not start the program (exit code {returncode}"
+                f"{', wall-clock limit reached' if timed_out else ''}): {stderr.strip()[-1000:] or '(no stderr)'}"
+            )
         return RunResult(
-            returncode=proc.returncode if proc.returncode >= 0 else 128 - proc.returncode,
+            returncode=returncode,
             stdout=_read_capped(os.path.join(base, "stdout")),
             stderr=stderr,
             timed_out=timed_out,
             wall_s=wall,
         )
     finally:
+        os.close(status_r)
+        if status_w >= 0:
+            os.close(status_w)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def runner_for(sandbox_fusion_url: str | None = None, memory_limit_mb: int = 1024) -> Runner:
+    """The runner the code reward uses: sandbox-fusion at ``sandbox_fusion_url`` when given, else this machine's sandbox."""
+    if sandbox_fusion_url:
+        from echorl_verl.rewards.sandbox_fusion import sandbox_fusion_runner
+
+        return sandbox_fusion_runner(sandbox_fusion_url, memory_limit_mb)
+    return run_program
+
+
+def self_test(sandbox_fusion_url: str | None = None) -> str:
+    """Run a trivial program through the runner the code reward uses; return which sandbox passed.
+
+    Raises SandboxUnavailable saying what failed (the sandbox's stderr or the service's answer) and the fix.
+    Call it at start-up wherever code is scored: a sandbox that cannot run anything would otherwise turn
+    every code reward into an infrastructure failure.
+    """
+    token = f"echorl-self-test-{uuid.uuid4().hex}"
+    if sandbox_fusion_url:
+        where = f"sandbox-fusion at {sandbox_fusion_url}"
+        fix = f"check that the service is up and reachable from every node (POST {sandbox_fusion_url})"
+    else:
+        fix = LOCAL_FIX
+        try:
+            where = f"the local {isolation_mode()} code sandbox"
+        except SandboxUnavailable as e:
+            raise SandboxUnavailable(f"code sandbox self-test: {e}") from e
+    try:
+        result = runner_for(sandbox_fusion_url)(f"print({token!r})", "", SandboxLimits(cpu_s=10, wall_s=60))
+    except SandboxUnavailable as e:
+        raise SandboxUnavailable(f"code sandbox self-test: {where} cannot run print(): {e}. Fix: {fix}") from e
+    if not result.ok or result.stdout.strip() != token:
+        raise SandboxUnavailable(
+            f"code sandbox self-test: {where} ran print() with exit code {result.returncode}"
+            f"{' (timed out)' if result.timed_out else ''}, stdout {result.stdout[-200:]!r}, "
+            f"stderr {result.stderr.strip()[-1000:]!r}. Fix: {fix}"
+        )
+    return where

@@ -32,20 +32,14 @@ import json
 import math
 import time
 import uuid
-from typing import Any, Callable
+from typing import Any
 
-from echorl_verl.rewards.code_sandbox import RunResult, SandboxLimits, run_program
+from echorl_verl.rewards.code_sandbox import RunResult, Runner, SandboxLimits, SandboxUnavailable, run_program
 from echorl_verl.rewards.extract import last_code_block
 
 #: Wall-clock budget of one compute_score call over all its runs (stdio problems have many cases).
 TOTAL_BUDGET_S = 120.0
 KINDS = ("functional", "stdio", "call")
-
-Runner = Callable[[str, str, SandboxLimits], RunResult]
-
-
-class SandboxUnavailable(Exception):
-    """The sandbox itself failed (service unreachable, no disk): not the model's fault."""
 
 
 def parse_code_ground_truth(ground_truth: Any) -> dict:
@@ -185,7 +179,8 @@ def score_code(response: str, ground_truth: Any, runner: Runner | None = None) -
     """``(passed, detail, error)`` for one response.
 
     ``detail`` says why the code failed (no code block, timeout, wrong output, ...) or is "";
-    ``error`` is "" or why the sandbox itself could not run (then ``passed`` is False).
+    ``error`` is "" or why the sandbox could not run it (an infrastructure failure, not the
+    model's: then ``passed`` is False and the caller counts it, see ``infra.py``).
     ValueError only for a malformed ground truth.
     """
     gt = parse_code_ground_truth(ground_truth)
@@ -201,44 +196,7 @@ def score_code(response: str, ground_truth: Any, runner: Runner | None = None) -
             passed, detail = _run_stdio(solution, gt, run, deadline)
         else:
             passed, detail = _run_call(solution, gt, run)
-    except (SandboxUnavailable, OSError) as e:
+    except SandboxUnavailable as e:
         return False, "", f"code sandbox failed: {e}"
     return passed, detail, ""
 
-
-def sandbox_fusion_runner(url: str, memory_limit_mb: int = 1024) -> Runner:
-    """A runner that executes programs on a sandbox-fusion service (verl's client).
-
-    Uses ``verl.utils.reward_score.sandbox_fusion.utils.call_sandbox_api``; an unreachable
-    service raises :class:`SandboxUnavailable` (scored 0, reported in ``error``).
-    """
-    from verl.utils.reward_score.sandbox_fusion.utils import call_sandbox_api
-
-    def run(program: str, stdin: str, limits: SandboxLimits) -> RunResult:
-        start = time.monotonic()
-        response, error = call_sandbox_api(
-            sandbox_fusion_url=url,
-            code=program,
-            stdin=stdin,
-            compile_timeout=limits.cpu_s,
-            run_timeout=limits.cpu_s,
-            memory_limit_mb=min(memory_limit_mb, limits.memory_mb),
-            language="python",
-        )
-        wall = time.monotonic() - start
-        if response is None:
-            raise SandboxUnavailable(f"sandbox-fusion at {url}: {error}")
-        if response.get("status") == "SandboxError":
-            raise SandboxUnavailable(f"sandbox-fusion at {url}: {response.get('message', response)}")
-        run_result = response.get("run_result") or {}
-        timed_out = run_result.get("status") == "TimeLimitExceeded"
-        code = run_result.get("return_code")
-        return RunResult(
-            returncode=code if isinstance(code, int) else -1,
-            stdout=run_result.get("stdout") or "",
-            stderr=run_result.get("stderr") or str(response.get("message", "")),
-            timed_out=timed_out,
-            wall_s=wall,
-        )
-
-    return run

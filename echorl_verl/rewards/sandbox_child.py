@@ -12,7 +12,9 @@
     4. reaps every process until that child exits, then exits with its status. When PID 1
        exits the kernel kills whatever else is left in the namespace.
 ``python -I sandbox_child.py run CONFIG``: sets the limits itself when nobody did (rlimits
-    mode), blocks socket creation, and runs ``prog.py`` as ``__main__``.
+    mode), blocks socket creation, writes ``started`` to the status pipe (``status_fd``) and closes
+    it, and runs ``prog.py`` as ``__main__``. The parent treats a run without ``started`` as the
+    sandbox's failure, not the program's (the program never holds that pipe).
 """
 
 import ctypes
@@ -132,7 +134,8 @@ def init(cfg_path):
             os.setgroups([])
             os.setgid(cfg["uid"])
             os.setuid(cfg["uid"])
-            os.execve(sys.executable, [sys.executable, "-I", __file__, "run", child_cfg, "limited"], cfg["env"])
+            # the real binary, named as in the venv's real bin directory (see code_sandbox._interpreter)
+            os.execve(cfg["python"], [cfg["argv0"], "-I", __file__, "run", child_cfg, "limited"], cfg["env"])
         except BaseException as e:  # noqa: BLE001
             os.write(2, f"sandbox init failed: {e!r}\n".encode())
         os._exit(125)
@@ -176,6 +179,8 @@ def run(cfg_path, limited):
 
     sys.argv = ["prog.py"]
     sys.path.insert(0, os.getcwd())
+    os.write(cfg["status_fd"], b"started")  # to the parent: from here on, whatever happens is the program's doing
+    os.close(cfg["status_fd"])
     runpy.run_path("prog.py", run_name="__main__")
 
 
