@@ -43,13 +43,6 @@ def server_actor_name(replica_rank: int, name_suffix: str = "", kind: str = "") 
     return f"hf_server{kind}_{replica_rank}_0{name_suffix}"
 
 
-def _cfg_get(cfg, key: str, default=None):
-    """Read `key` from a dataclass or a DictConfig alike."""
-    if hasattr(cfg, "get"):
-        return cfg.get(key, default)
-    return getattr(cfg, key, default)
-
-
 @dataclass
 class _Request:
     prompt_ids: list[int]
@@ -65,6 +58,8 @@ class HFRolloutServer:
         config: RolloutConfig (response_length, prompt_length, seed, ...).
         model_config: the `actor_rollout_ref.model` config (DictConfig or HFModelConfig): path,
             override_config.attn_implementation.
+        Both are read with `.get(key, default)`, which verl's config dataclasses (BaseConfig), DictConfig
+        and dict all have (`OmegaConf.select` does not take verl's dataclasses).
         rollout_mode / replica_rank: bookkeeping, as in verl's servers.
         num_threads: torch threads for generation (default: $ECHORL_HF_ROLLOUT_THREADS or 1; a tiny
             model's small matmuls gain nothing from a second thread, and on a shared 2-core machine
@@ -81,17 +76,16 @@ class HFRolloutServer:
         self.weight_updates = 0
         torch.set_num_threads(num_threads or int(os.environ.get("ECHORL_HF_ROLLOUT_THREADS", "1")))
 
-        path = _cfg_get(model_config, "local_path") or _cfg_get(model_config, "path")
+        path = model_config.get("local_path") or model_config.get("path")
         if not path or not os.path.isdir(path):
             raise FileNotFoundError(
                 f"hf rollout: model path {path!r} (actor_rollout_ref.model.path) is not a local directory; "
                 "build the toy model with `python -m echorl_verl.toy.build --output_dir DIR` and pass DIR"
             )
-        override = _cfg_get(model_config, "override_config") or {}
-        attn = _cfg_get(override, "attn_implementation", None) or "sdpa"
+        attn = (model_config.get("override_config") or {}).get("attn_implementation") or "sdpa"
         self.model = AutoModelForCausalLM.from_pretrained(
             path, dtype=torch.float32, attn_implementation=attn,
-            trust_remote_code=bool(_cfg_get(model_config, "trust_remote_code", False)),
+            trust_remote_code=bool(model_config.get("trust_remote_code", False)),
         )
         self.model.eval()
         gen_cfg = self.model.generation_config
@@ -99,7 +93,7 @@ class HFRolloutServer:
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
         pad = gen_cfg.pad_token_id if gen_cfg.pad_token_id is not None else self.model.config.pad_token_id
         self.pad_id = pad if pad is not None else min(self.eos_ids)
-        torch.manual_seed(int(_cfg_get(config, "seed", 0) or 0) + replica_rank)
+        torch.manual_seed(int(config.get("seed", 0) or 0) + replica_rank)
 
         self._pending: list[tuple[tuple, _Request]] = []
         self._batcher: Optional[asyncio.Task] = None
@@ -124,8 +118,8 @@ class HFRolloutServer:
             raise NotImplementedError("hf rollout: multimodal inputs are not supported")
         prompt_ids = [int(t) for t in prompt_ids]
         params = dict(sampling_params)
-        response_length = int(_cfg_get(self.config, "response_length"))
-        prompt_length = int(_cfg_get(self.config, "prompt_length"))
+        response_length = int(self.config.get("response_length"))
+        prompt_length = int(self.config.get("prompt_length"))
         max_tokens = params.pop("max_tokens", params.pop("max_new_tokens", None))
         if max_tokens is None:
             max_tokens = min(response_length, prompt_length + response_length - len(prompt_ids))
@@ -210,9 +204,10 @@ class HFRolloutServer:
             gen_cfg.top_k = 0  # GenerationConfig's default is 50; 0 turns the top-k filter off
         out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=gen_cfg)
         new = out.sequences[:, width:]  # [B, T]
-        # scores: T tensors [B, V] of processed logits; log-softmax picks the sampled token's log-prob.
-        scores = torch.stack(out.scores, dim=1).float()  # [B, T, V]
-        lp = torch.log_softmax(scores, dim=-1).gather(-1, new.unsqueeze(-1)).squeeze(-1)  # [B, T]
+        # out.scores are the processed logits (after temperature / top-k / top-p / repetition penalty), the
+        # distribution each token was sampled from: normalised, at the sampled tokens, they are vLLM's
+        # processed_logprobs (verl's default logprobs_mode).
+        lp = self.model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)  # [B, T]
         results = []
         for i, r in enumerate(reqs):
             toks = new[i, : r.max_tokens].tolist()
