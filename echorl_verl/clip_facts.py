@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # not imported at run time: the viewer reads FACTS_VERSION without loading torch
+    import torch
 
-from echorl_verl.selection import EchoClips
+    from echorl_verl.selection import EchoClips
 
 FACTS_VERSION = 1
 

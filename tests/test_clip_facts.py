@@ -3,15 +3,15 @@ select_echo_clips result on responses of the toy tokenizer, checked against the 
 
 import json
 
+import clip_testlib
 import pytest
 import torch
+from clip_testlib import NAN
 
 from echorl_verl.clip_facts import FACTS_VERSION, clip_facts
-from echorl_verl.config import CLIP_MODES, EchoConfig, boundary_ids_from_tokenizer
+from echorl_verl.config import CLIP_MODES, EchoConfig
 from echorl_verl.selection import select_echo_clips
 from echorl_verl.toy.tokenizer import EOS, build_tokenizer
-
-NAN = float("nan")
 
 
 @pytest.fixture(scope="module")
@@ -28,29 +28,8 @@ ROWS = [
 ]
 
 
-def batch(tok, rows=ROWS, hole=False):
-    """Padded [B, T] responses, mask and entropy (each token gets its line's entropy), success, groups."""
-    ids = [[tok.encode(line) for line in lines] for lines, *_ in rows]
-    T = max(sum(map(len, r)) for r in ids) + 3
-    B = len(rows)
-    responses = torch.full((B, T), tok.pad_token_id, dtype=torch.long)
-    mask, entropy = torch.zeros(B, T, dtype=torch.long), torch.full((B, T), NAN)
-    for b, (lines, (_, ents, _, _)) in enumerate(zip(ids, rows)):
-        flat = [t for line in lines for t in line]
-        responses[b, : len(flat)] = torch.tensor(flat)
-        mask[b, : len(flat)] = 1
-        entropy[b, : len(flat)] = torch.tensor([e for line, e in zip(lines, ents) for _ in line])
-    if hole:  # a hole inside row 0's first line: that token is not a response token
-        mask[0, 1] = 0
-    success = torch.tensor([r[2] for r in rows])
-    groups = torch.tensor([r[3] for r in rows])
-    return responses, mask, entropy, success, groups
-
-
 def facts_of(tok, config=EchoConfig(), rows=ROWS, hole=False):
-    responses, mask, entropy, success, groups = batch(tok, rows, hole)
-    clips = select_echo_clips(responses, mask, entropy, success, groups, boundary_ids_from_tokenizer(tok), config)
-    return clips, clip_facts(clips, responses, mask, tok), responses, mask
+    return clip_testlib.facts_of(tok, rows, config, hole)
 
 
 def test_default_clip_facts_of_an_all_success_group(tok):

@@ -1,4 +1,4 @@
-"""`python -m echorl_verl.report {summary,table,plot,next-metrics-path}`: see echorl_verl/report/__init__.py."""
+"""`python -m echorl_verl.report {summary,table,plot,clips,next-metrics-path}`: see echorl_verl/report/__init__.py."""
 
 from __future__ import annotations
 
@@ -30,6 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plot", help="PNG training curves")
     p.add_argument("runs", nargs="+", help="metrics JSONL files, run folders, or NAME=PATH")
     p.add_argument("--out", required=True, help="folder for the PNGs (created if missing)")
+    p = sub.add_parser("clips", help="EchoClip viewer: HTML page + PNG of sampled all-success rollouts")
+    from echorl_verl.report.clips import parse_steps
+
+    p.add_argument("run_dir", help="the run folder (RUN_DIR; its rollouts/ holds trainer.rollout_data_dir's dump)")
+    p.add_argument("--out", required=True, help="the HTML page to write")
+    p.add_argument("--png", help="the PNG to write (default: --out with .png)")
+    p.add_argument("--steps", type=parse_steps, help="steps to sample, e.g. 1,5,10 (default: first, middle, last)")
+    p.add_argument("--per-step", type=int, default=4, help="rollouts per step (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
     p = sub.add_parser("next-metrics-path", help="print the metrics file the next attempt of a run writes")
     p.add_argument("run_dir", help="the run folder (RUN_DIR); it need not exist yet")
     return parser
@@ -38,7 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "next-metrics-path":
+        if args.command == "clips":
+            from echorl_verl.report.clips import write_viewer
+
+            for path in write_viewer(args.run_dir, args.out, args.png, args.steps, args.per_step, args.seed):
+                print(f"wrote {path}")
+        elif args.command == "next-metrics-path":
             print(next_metrics_path(args.run_dir))
         elif args.command == "summary":
             print(format_summary(summarize(args.run)))
