@@ -168,8 +168,9 @@ def main(config: DictConfig) -> None:
     try:
         run(config)
     except (EchoConfigError, PreflightError) as err:
-        # a bad setting: one line that names the key and the fix, not a stack trace
-        raise SystemExit(f"echorl_verl: {err}") from None
+        # a bad setting: one line that names the key and the fix, not a stack trace; exit code 2 (usage error)
+        print(f"echorl_verl: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

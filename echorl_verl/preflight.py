@@ -149,23 +149,33 @@ def check_context_length(config) -> Optional[str]:
         )
     if need > positions:
         raise PreflightError(
-            f"{key_sum} > the model's max_position_embeddings ({positions}, {source}): vLLM would cut every response "
-            f"at {positions - prompt} tokens without a word; {EXTEND_CONTEXT_HINT}"
+            f"{key_sum} > the model's max_position_embeddings ({positions}, {source}): the rollout would cut long "
+            f"responses at {max(positions - prompt, 0)} tokens without a word (verl sets vLLM's max_model_len to the "
+            f"positions); {EXTEND_CONTEXT_HINT}"
         )
     return None
 
 
-def check_attention(config) -> None:
-    """The attention implementation verl asks transformers for is importable (verl's default: flash_attention_2)."""
+def check_attention(config) -> Optional[str]:
+    """The attention implementation verl asks transformers for is importable (verl's default: flash_attention_2).
+
+    Checked where the model will run: on a machine without CUDA (a GPU recipe's DRY_RUN on a laptop, say)
+    a missing GPU kernel is a note, since it cannot be installed there anyway.
+    """
     key = "actor_rollout_ref.model.override_config.attn_implementation"
     impl = str(get(config, key, "flash_attention_2"))
     module = ATTENTION_MODULES.get(impl) or ("kernels" if "/" in impl else None)
-    if module is not None and importlib.util.find_spec(module) is None:
-        raise PreflightError(
-            f"{key}={impl} (verl's default when unset) needs the Python package {module!r}, which is not installed: "
-            f"install it (flash-attn: `pip install flash-attn==2.8.3 --no-build-isolation` after torch, see README) "
-            f"or set +{key}=sdpa"
-        )
+    if module is None or importlib.util.find_spec(module) is not None:
+        return None
+    import torch
+
+    if not torch.cuda.is_available() and not on_cpu():
+        return f"attention: skipped, {key}={impl} needs {module!r}, checked on the GPU node (no CUDA here)"
+    raise PreflightError(
+        f"{key}={impl} (verl's default when unset) needs the Python package {module!r}, which is not installed: "
+        f"install it (flash-attn: `pip install flash-attn==2.8.3 --no-build-isolation` after torch, see README) "
+        f"or set +{key}=sdpa"
+    )
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -299,10 +309,7 @@ def preflight(config, echo=None) -> list[str]:
     notes = []
     check_cpu(config)  # the hf rollout outside a CPU run, and the CPU overrides on one
     check_model_path(config)
-    check_attention(config)
-    note = check_context_length(config)
-    if note:
-        notes.append(note)
+    notes += [note for note in (check_attention(config), check_context_length(config)) if note]
     check_data(config)
     check_batch_split(config)
     check_echo(config, echo)

@@ -1,4 +1,5 @@
-"""The `echo` estimator through verl's own compute_advantage, and its registration through the plugin."""
+"""Advantage mode's fold on top of verl's own advantage step (single- and multi-turn), the `echo` estimator
+name through verl's compute_advantage, and its registration through the plugin."""
 
 import os
 import subprocess
@@ -13,8 +14,8 @@ from verl import DataProto
 from verl.trainer.ppo import core_algos
 from verl.trainer.ppo.ray_trainer import compute_advantage
 
-from echorl_verl.advantage import degenerate_groups, fold_clip_mask
-from echorl_verl.config import EchoConfigError
+from echorl_verl.advantage import degenerate_groups, fold_into_advantages
+from echorl_verl.config import EchoConfig, EchoConfigError
 
 
 def batch(scores, lengths, uids, seed=0):
@@ -63,41 +64,50 @@ def test_degenerate_groups():
     assert all_fail.tolist() == [False] * 5 + [True] * 3
 
 
-def test_advantage_mode_folds_the_clip_mask_into_degenerate_groups_only():
-    data = batch(SCORES, LENGTHS, UIDS)
+def _verl_v1_advantages(keys, scores, lengths, uids):
+    """verl's v1 advantage step (trainer/ppo/v1/utils.py), which the trainer runs with the base estimator's name."""
+    from verl.trainer.ppo.v1.utils import compute_advantage_for_multi_trajectories
+
+    out = compute_advantage_for_multi_trajectories(batch(scores, lengths, uids), batch_keys=keys, adv_estimator="grpo",
+                                                   num_repeat=1, norm_adv_by_std_in_grpo=True,
+                                                   config=OmegaConf.create({}))
+    return out.batch["advantages"], out.batch["response_mask"]
+
+
+@pytest.mark.parametrize("turns", ["single", "multi"])
+def test_advantage_mode_is_verls_advantages_plus_the_fold(turns):
+    """advantages = base (verl's own step, multi-trajectory GRPO path included) + a * clip mask, exactly."""
+    if turns == "single":  # keys {uid}_{session}_{index}: one output per session
+        keys = [f"{u}_{i}_0" for i, u in enumerate(UIDS)]
+    else:  # rows 0/1 and 5/6 are two outputs (turns) of one session each
+        keys = ["a_0_0", "a_0_1", "a_1_0", "b_0_0", "b_1_0", "c_0_0", "c_0_1", "c_1_0"]
+    base, response_mask = _verl_v1_advantages(keys, SCORES, LENGTHS, UIDS)
     clip = torch.zeros(8, 6)
     clip[0, :2] = 1
     clip[2, :4] = 1
-    config = algorithm(base_estimator="grpo", mode="advantage", coef=0.01)
-    base = compute_advantage(batch(SCORES, LENGTHS, UIDS), adv_estimator="grpo", config=OmegaConf.create({}))
-    with fold_clip_mask(clip):
-        out = compute_advantage(data, adv_estimator="echo", config=config)
+    clip[2, 5] = 1  # beyond row 2's response (4 tokens): never folded
+    echo = EchoConfig(coef=0.01)
+    folded, value = fold_into_advantages(base, response_mask, clip, echo)
     # default value: coef * response tokens / clip tokens, so the token-mean gradient matches loss mode
-    value = 0.01 * sum(LENGTHS) / 6
-    expected = base.batch["advantages"] + value * clip
-    torch.testing.assert_close(out.batch["advantages"], expected)
-    assert torch.equal(out.batch["advantages"][3:], base.batch["advantages"][3:])
+    assert value == pytest.approx(0.01 * sum(LENGTHS) / 6)
+    torch.testing.assert_close(folded, base + value * clip * response_mask, rtol=0, atol=0)
+    assert torch.equal(folded[3:], base[3:])
+    if turns == "multi":  # verl's session path: both turns of session a_0 carry the final turn's advantage
+        assert torch.equal(base[0, :3], base[1, :3] * 0 + base[1, 0])
 
 
 def test_advantage_mode_with_explicit_value():
     clip = torch.zeros(8, 6)
     clip[1, :5] = 1
-    with fold_clip_mask(clip):
-        out = compute_advantage(batch(SCORES, LENGTHS, UIDS), adv_estimator="echo",
-                                config=algorithm(base_estimator="grpo", mode="advantage", advantage_value=0.3))
-    assert torch.allclose(out.batch["advantages"][1, :5], torch.full((5,), 0.3))
+    base, mask = _verl_v1_advantages([f"{u}_{i}_0" for i, u in enumerate(UIDS)], SCORES, LENGTHS, UIDS)
+    folded, value = fold_into_advantages(base, mask, clip, EchoConfig(mode="advantage", advantage_value=0.3))
+    assert value == 0.3 and torch.allclose(folded[1, :5] - base[1, :5], torch.full((5,), 0.3))
+    with pytest.raises(ValueError, match="shape"):
+        fold_into_advantages(base, mask, clip[:, :3], EchoConfig())
 
 
-def test_advantage_mode_without_clip_mask_is_a_clear_error():
+def test_echo_estimator_reached_directly_refuses_advantage_mode():
     with pytest.raises(RuntimeError, match="echorl_verl.main_ppo"):
-        compute_advantage(batch(SCORES, LENGTHS, UIDS), adv_estimator="echo",
-                          config=algorithm(base_estimator="grpo", mode="advantage"))
-
-
-def test_clip_outside_a_degenerate_group_is_refused():
-    clip = torch.zeros(8, 6)
-    clip[4, :2] = 1  # row 4 succeeded, but its group (b) is mixed
-    with fold_clip_mask(clip), pytest.raises(RuntimeError, match="rows \\[4\\]"):
         compute_advantage(batch(SCORES, LENGTHS, UIDS), adv_estimator="echo",
                           config=algorithm(base_estimator="grpo", mode="advantage"))
 

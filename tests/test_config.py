@@ -19,13 +19,39 @@ def test_yaml_group_equals_the_dataclass(verl_config):
     assert "policy_loss" in verl_config.actor_rollout_ref.actor
 
 
+def undocumented_fields(source: str, class_name: str) -> list[str]:
+    """Fields of a dataclass source whose annotated assignment is not directly followed by a string literal."""
+    import ast
+
+    cls = next(n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ClassDef) and n.name == class_name)
+    missing = []
+    for stmt, nxt in zip(cls.body, cls.body[1:] + [None]):
+        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+            documented = isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)
+            if not documented:
+                missing.append(stmt.target.id)
+    return missing
+
+
 def test_every_field_is_documented():
     import inspect
+    import textwrap
 
-    source = inspect.getsource(EchoConfig)
-    for f in dataclasses.fields(EchoConfig):
-        block = source.split(f"    {f.name}:")[1].split("\n    ")[0:3]
-        assert '"""' in "\n".join(block), f"EchoConfig.{f.name} has no docstring"
+    assert undocumented_fields(textwrap.dedent(inspect.getsource(EchoConfig)), "EchoConfig") == []
+    assert [f.name for f in dataclasses.fields(EchoConfig)] == [
+        n for n in EchoConfig.__annotations__]  # every dataclass field was looked at
+
+
+def test_the_documented_field_check_catches_a_field_followed_by_a_documented_one():
+    """The old check passed this: an undocumented field followed by a documented one."""
+    source = (
+        "class C:\n"
+        "    a: int = 1\n"
+        "    b: int = 2\n"
+        "    \"\"\"b is documented\"\"\"\n"
+        "    c: int = 3\n"
+    )
+    assert undocumented_fields(source, "C") == ["a", "c"]
 
 
 @pytest.mark.parametrize(
@@ -69,21 +95,37 @@ def test_command_line_errors_name_the_key():
 
 
 def test_prepare_config_wires_the_estimator():
+    """verl's advantage step always runs the base estimator by its own name (advantage mode folds after it)."""
     config = compose_config(["algorithm.adv_estimator=rloo", "echo.mode=advantage"])
     echo = prepare_config(config)
-    assert echo.base_estimator == "rloo"
-    assert config.algorithm.adv_estimator == "echo"
-    assert config.algorithm.echo.base_estimator == "rloo"
+    assert echo.base_estimator == "rloo" and config.echo.base_estimator == "rloo"
+    assert config.algorithm.adv_estimator == "rloo"
 
-    config = compose_config(["algorithm.adv_estimator=grpo"])  # loss mode leaves verl's estimator alone
-    prepare_config(config)
-    assert config.algorithm.adv_estimator == "grpo"
-    assert config.algorithm.echo.mode == "loss"
+    # the registered name `echo` selects the base estimator
+    config = compose_config(["algorithm.adv_estimator=echo", "echo.base_estimator=grpo"])
+    assert prepare_config(config).base_estimator == "grpo" and config.algorithm.adv_estimator == "grpo"
+    with pytest.raises(EchoConfigError, match="needs echo.base_estimator"):
+        prepare_config(compose_config(["algorithm.adv_estimator=echo"]))
+    with pytest.raises(EchoConfigError, match="echo.base_estimator=rloo but algorithm.adv_estimator=grpo"):
+        prepare_config(compose_config(["algorithm.adv_estimator=grpo", "echo.base_estimator=rloo"]))
 
     config = compose_config(["echo.enable=false"])  # baselines: verl's config untouched
-    before = OmegaConf.to_container(config.algorithm)
+    before = OmegaConf.to_container(config, resolve=False)
     prepare_config(config)
-    assert OmegaConf.to_container(config.algorithm) == before
+    assert OmegaConf.to_container(config, resolve=False) == before
+
+
+def test_config_is_frozen_and_validate_does_not_change_it():
+    config = EchoConfig.from_dict({"boundary_token_ids": [198, 271]})
+    assert config.boundary_token_ids == (198, 271)
+    snapshot = dataclasses.asdict(config)
+    config.validate(vocab_size=1000)
+    assert dataclasses.asdict(config) == snapshot
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.coef = 1.0
+    assert config.replace(coef=0.5).coef == 0.5 and config.coef == 0.001
+    with pytest.raises(EchoConfigError, match="echo.coef"):
+        config.replace(coef=-1.0)
 
 
 def test_prepare_config_refuses_async_trainers():

@@ -1,5 +1,5 @@
-"""The CPU backend: platform registration, gloo, the hf rollout (log-probs, weight sync), preflight, and
-the recipe's preflight. The end-to-end trainer runs are in tests/test_e2e_echo.py."""
+"""The CPU backend: platform registration, gloo, the hf rollout (log-probs, weight sync), the CPU start-up
+checks, and the recipes' stop at a failed check. The trainer runs are in tests/test_recipes_cpu.py."""
 
 import asyncio
 import json
@@ -13,13 +13,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from echorl_verl.cpu.overrides import CPU_OVERRIDES
-from echorl_verl.cpu.preflight import PreflightError, preflight
+from echorl_verl.cpu.overrides import cpu_overrides
+from echorl_verl.preflight import PreflightError, preflight
 from echorl_verl.toy.task import sample_problems
 from echorl_verl.toy.tokenizer import encode_prompt
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RECIPE = os.path.join(REPO, "recipes", "cpu_grpo_baseline.sh")
+RECIPE = os.path.join(REPO, "recipes", "grpo_baseline_qwen.sh")
 
 
 def _run_python(code: str, env_extra: dict, unset=("VERL_PLATFORM", "VERL_USE_EXTERNAL_MODULES")) -> dict:
@@ -179,7 +179,7 @@ def cpu_config(toy, monkeypatch):
     monkeypatch.setitem(_ROLLOUT_REGISTRY, ("hf", "async"), "echorl_verl.cpu.hf_rollout.HFServerAdapter")
 
     def make(*extra):
-        return _compose(CPU_OVERRIDES + [f"actor_rollout_ref.model.path={toy['model']}",
+        return _compose(cpu_overrides(1) + ["trainer.n_gpus_per_node=1", "trainer.nnodes=1", "data.max_prompt_length=32", "data.max_response_length=96", f"actor_rollout_ref.model.path={toy['model']}",
                                          f"data.train_files={toy['train']}", f"data.val_files={toy['val']}", *extra])
 
     return make
@@ -211,7 +211,7 @@ def test_preflight_parquet_without_columns(cpu_config, tmp_path):
 
 def test_preflight_hf_rollout_without_cpu_backend(toy, monkeypatch):
     monkeypatch.delenv("VERL_PLATFORM", raising=False)
-    cfg = _compose(CPU_OVERRIDES + [f"actor_rollout_ref.model.path={toy['model']}"])
+    cfg = _compose(cpu_overrides(1) + ["trainer.n_gpus_per_node=1", "trainer.nnodes=1", "data.max_prompt_length=32", "data.max_response_length=96", f"actor_rollout_ref.model.path={toy['model']}"])
     with pytest.raises(PreflightError, match="rollout.name=hf .* export VERL_PLATFORM=cpu"):
         preflight(cfg)
 
@@ -221,7 +221,7 @@ def test_preflight_hf_rollout_when_plugin_did_not_run(toy, monkeypatch):
 
     monkeypatch.setenv("VERL_PLATFORM", "cpu")
     monkeypatch.setattr(cpu, "_ENABLED", False)
-    cfg = _compose(CPU_OVERRIDES + [f"actor_rollout_ref.model.path={toy['model']}"])
+    cfg = _compose(cpu_overrides(1) + ["trainer.n_gpus_per_node=1", "trainer.nnodes=1", "data.max_prompt_length=32", "data.max_response_length=96", f"actor_rollout_ref.model.path={toy['model']}"])
     with pytest.raises(PreflightError, match="CPU backend is not enabled"):
         preflight(cfg)
 
@@ -235,19 +235,21 @@ def test_preflight_names_missing_cpu_overrides(cpu_config):
         preflight(cpu_config("actor_rollout_ref.rollout.name=vllm"))
 
 
-def test_recipe_contains_every_cpu_override():
-    text = open(os.path.join(REPO, "recipes", "cpu_common.sh")).read()
-    for line in CPU_OVERRIDES:
-        assert line in text, line
+def test_cpu_profile_takes_its_overrides_from_the_one_list():
+    text = open(os.path.join(REPO, "recipes", "profile_cpu.sh")).read()
+    assert "-m echorl_verl.cpu.overrides" in text
+    out = subprocess.run([sys.executable, "-m", "echorl_verl.cpu.overrides", "2"], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == cpu_overrides(2) and cpu_overrides(2)[-1] == "+ray_kwargs.ray_init.num_gpus=2"
 
 
 def test_recipe_stops_at_preflight_on_a_bad_model_path(toy, tmp_path):
     """The recipe's preflight step turns a bad path into one line and exit code 2, before Ray starts."""
-    env = dict(os.environ, TOY_DIR=os.path.dirname(toy["model"]), TOY_BUILD_ARGS="--quick", RUN_DIR=str(tmp_path))
+    env = dict(os.environ, PROFILE="cpu", TOY_DIR=os.path.dirname(toy["model"]), TOY_BUILD_ARGS="--quick",
+               RUN_DIR=str(tmp_path))
     proc = subprocess.run(["bash", RECIPE, f"actor_rollout_ref.model.path={tmp_path}/missing"], env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    assert "echorl_verl preflight: actor_rollout_ref.model.path=" in proc.stderr and "no such folder" in proc.stderr
+    assert "echorl_verl: actor_rollout_ref.model.path=" in proc.stderr and "no such folder" in proc.stderr
     assert "Started a local Ray instance" not in proc.stdout + proc.stderr
 
-# The end-to-end runs of verl's main_ppo (and of echorl's) on this CPU are in tests/test_e2e_echo.py.
+# The trainer runs of every recipe (and of verl's own main_ppo) on this CPU are in tests/test_recipes_cpu.py.

@@ -54,7 +54,8 @@ def check_cpu_overrides(config) -> None:
         )
     n_gpus = int(get(config, "trainer.n_gpus_per_node", 1)) * int(get(config, "trainer.nnodes", 1))
     ray_gpus = get(config, "ray_kwargs.ray_init.num_gpus")
-    if ray_gpus is None or int(ray_gpus) < n_gpus:
+    joins_cluster = bool(os.environ.get("RAY_ADDRESS"))  # a cluster started with `ray start --num-gpus=N` decides
+    if not joins_cluster and (ray_gpus is None or int(ray_gpus) < n_gpus):
         fixes.append(
             f"+ray_kwargs.ray_init.num_gpus={n_gpus} (Ray must advertise as many GPU slots as "
             "trainer.n_gpus_per_node x trainer.nnodes, or the resource pool waits forever)"
