@@ -456,9 +456,8 @@ def batches(draw):
     return responses, mask, entropy, success, group_ids, config, draw(st.integers(0, 5))
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(batches())
-def test_matches_reference(batch):
+def select_drawn(batch):
+    """select_echo_clips on a drawn batch (nested lists)."""
     responses, mask, entropy, success, group_ids, config, step = batch
     B, T = len(responses), len(responses[0])
     clips = select_echo_clips(
@@ -466,6 +465,15 @@ def test_matches_reference(batch):
         torch.tensor(entropy, dtype=torch.float32).reshape(B, T), torch.tensor(success), torch.tensor(group_ids),
         BOUNDARIES, config, step,
     )
+    return clips
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batches())
+def test_matches_reference(batch):
+    responses, mask, entropy, success, group_ids, config, step = batch
+    B, T = len(responses), len(responses[0])
+    clips = select_drawn(batch)
     assert_matches_reference(clips, reference(responses, mask, entropy, success, group_ids, BOUNDARIES, config, step))
     metrics = selection_metrics(clips, torch.tensor(mask).reshape(B, T))
     assert all(isinstance(v, float) and math.isfinite(v) for v in metrics.values())
@@ -491,13 +499,9 @@ def reference_steps(responses, mask, entropy, boundary_ids, step_agg):
 @given(batches())
 def test_step_tables_match_the_definition(batch):
     """The step tables EchoClips carries for the rollout dump (step_rows, step_ends, step_tokens, step_entropy)."""
-    responses, mask, entropy, success, group_ids, config, step = batch
-    B, T = len(responses), len(responses[0])
-    clips = select_echo_clips(
-        torch.tensor(responses, dtype=torch.long).reshape(B, T), torch.tensor(mask, dtype=torch.int64).reshape(B, T),
-        torch.tensor(entropy, dtype=torch.float32).reshape(B, T), torch.tensor(success), torch.tensor(group_ids),
-        BOUNDARIES, config, step,
-    )
+    responses, mask, entropy, config = (batch[k] for k in (0, 1, 2, 5))
+    clips = select_drawn(batch)
+    B, T = clips.mask.shape
     ref = reference_steps(responses, mask, entropy, BOUNDARIES, config.step_agg)
     expected_rows = [r for r in range(B) if clips.eligible[r]] if T else []
     assert clips.step_rows.tolist() == expected_rows
