@@ -111,7 +111,7 @@ def _ranges(values: list[int]) -> str:
 
 
 # ----------------------------------------------------------------------------- colours
-def entropy_scale(chosen: dict[int, list[dict]]) -> tuple[float, float]:
+def entropy_scale(chosen: dict[int, tuple[list[dict], int]]) -> tuple[float, float]:
     """(low, high) of the finite step entropies on the page (one scale for every rollout)."""
     values = [s["entropy"] for rows, _ in chosen.values() for r in rows for s in r["echo"]["steps"]
               if s["entropy"] is not None]
@@ -208,7 +208,7 @@ def _card(row: dict, scale) -> str:
     )
 
 
-def render_html(chosen: dict[int, list[dict]], title: str) -> str:
+def render_html(chosen: dict[int, tuple[list[dict], int]], title: str) -> str:
     """The page: a legend, then per step its sampled rollouts (or a note that it has none)."""
     scale = entropy_scale(chosen)
     sections = []
@@ -223,7 +223,7 @@ def render_html(chosen: dict[int, list[dict]], title: str) -> str:
 
 
 # ----------------------------------------------------------------------------- PNG
-def render_png(chosen: dict[int, list[dict]], path: str, title: str) -> None:
+def render_png(chosen: dict[int, tuple[list[dict], int]], path: str, title: str) -> None:
     """One panel per rollout: a bar per step (length and colour = step entropy), peak outlined, clip end dashed."""
     import matplotlib
 
