@@ -27,8 +27,9 @@ MODEL_PATH="${MODEL_PATH:-Elliott/Qwen2.5-Math-7B-16k-think}"
 DATA_DIR="${DATA_DIR:-$REPO/data/echorl}"             # OUTPUT_DIR of data_prep/all.sh (<set>.parquet)
 TRAIN_FILES="${TRAIN_FILES:-$DATA_DIR/openr1.parquet}"
 # in-training validation: the math sets + two OOD sets (MMLU-Pro is large: evaluate it with eval_qwen.sh)
-VAL_SETS="${VAL_SETS:-$("$PYTHON" -m echorl_verl.data.catalog sets --role val 2>/dev/null || echo "aime aime25 amc math minerva olympiad_bench arc_c gpqa")}"
 if [ -z "${VAL_FILES:-}" ]; then
+    # the sets the catalog (echorl_verl/data/catalog.py) marks for in-training validation
+    VAL_SETS="${VAL_SETS:-$("$PYTHON" -m echorl_verl.data.catalog sets --role val)}" || exit 2
     VAL_FILES="["
     for set_name in $VAL_SETS; do VAL_FILES="$VAL_FILES$DATA_DIR/$set_name.parquet,"; done
     VAL_FILES="${VAL_FILES%,}]"

@@ -1,81 +1,179 @@
-"""Every GPU recipe composes into a config that passes EchoRL's and verl's start-up checks.
+"""The 8 GPU recipe scripts with DRY_RUN=1 on this machine (no GPU): the real script, the real start-up
+checks of `python -m echorl_verl.main_ppo`, and the resolved config it writes, read back and checked
+against what each recipe promises (the authors' settings, the findings of the cluster review).
 
-The recipe scripts run for real (bash, common.sh, algorithms.sh) with PYTHON pointing at a probe that
-records the command line instead of training; the recorded overrides then go through the same checks
-`python -m echorl_verl.main_ppo` makes before it starts Ray (Hydra, EchoConfig, verl's validate_config).
+The model is a config.json-only folder with 16384 positions (the recipes' default is a hub id, which
+cannot be read here: that case is checked to be reported as skipped, not passed); the data are the
+shared benchmark rows.
 """
 
+import json
 import os
 import subprocess
 
 import pytest
-from omegaconf import OmegaConf
+import yaml
 
-from echo_testlib import compose_config
-from echorl_verl.config import EchoConfigError
-from echorl_verl.main_ppo import prepare_config
-from verl.trainer.ppo.utils import need_critic, need_reference_policy
-from verl.utils.config import validate_config
+from echo_testlib import shared_benchmarks_dir
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 ALGORITHMS = ("grpo", "drgrpo", "dapo", "gspo")
+SUITE = os.path.join(shared_benchmarks_dir(), "math_eval_suite.parquet")
+pytestmark = pytest.mark.skipif(not os.path.exists(SUITE), reason="shared benchmark rows not found")
 
 
-def recipe_command(tmp_path, script, *extra, **env):
-    argv_file = tmp_path / f"{script}.argv"
-    probe = tmp_path / "python"
-    probe.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {argv_file}\n")
-    probe.chmod(0o755)
-    environ = dict(os.environ, PYTHON=str(probe), RUN_ROOT=str(tmp_path / "runs"), **env)
-    environ.pop("VERL_FILE_LOGGER_PATH", None)
-    out = subprocess.run(["bash", os.path.join(REPO, "recipes", script), *extra], capture_output=True, text=True,
-                         env=environ, timeout=60)
-    assert out.returncode == 0, out.stderr
-    argv = argv_file.read_text().splitlines()
-    assert argv[:2] == ["-m", "echorl_verl.main_ppo"], argv[:2]
-    return argv[2:]
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("qwen16k")
+    (folder / "config.json").write_text(json.dumps({"model_type": "qwen2", "max_position_embeddings": 16384}))
+    return str(folder)
 
 
-def recipe_config(tmp_path, script, *extra, **env):
-    config = compose_config(recipe_command(tmp_path, script, *extra, **env))
-    prepare_config(config)
-    validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
-    return OmegaConf.to_container(config, resolve=False)
+def dry_run(tmp_path, script, *overrides, **env):
+    run_dir = tmp_path / script.replace(".sh", "")
+    environ = {k: v for k, v in os.environ.items()
+               if not k.startswith(("VERL_", "ECHORL_")) and k not in ("PROFILE", "RAY_ADDRESS")}
+    environ.update(DRY_RUN="1", RUN_DIR=str(run_dir), TRAIN_FILES=SUITE, VAL_FILES=f"[{SUITE}]", HF_HUB_OFFLINE="1",
+                   PYTHON=os.path.join(REPO, ".venv", "bin", "python") if os.path.exists(os.path.join(REPO, ".venv"))
+                   else "python3", **env)
+    proc = subprocess.run(["bash", os.path.join(REPO, "recipes", script), *overrides], capture_output=True, text=True,
+                          env=environ, timeout=180)
+    return proc, run_dir
+
+
+def resolved(tmp_path, script, *overrides, **env):
+    proc, run_dir = dry_run(tmp_path, script, *overrides, **env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "[echorl] dry run: every start-up check passed; nothing was trained" in proc.stderr
+    assert not (run_dir / "checkpoints").exists() and not list(run_dir.glob("metrics*.jsonl"))
+    with open(run_dir / "resolved_config.yaml") as handle:
+        config = yaml.safe_load(handle)
+    # stdout: the command, then the same resolved config
+    assert "-m echorl_verl.main_ppo" in proc.stdout.splitlines()[1]
+    assert yaml.safe_load("\n".join(proc.stdout.splitlines()[2:])) == config
+    return config, proc
+
+
+@pytest.fixture(scope="module")
+def configs(tmp_path_factory, model):
+    tmp = tmp_path_factory.mktemp("dry")
+    return {(a, kind): resolved(tmp, f"{a}_{kind}_qwen.sh", MODEL_PATH=model)[0]
+            for a in ALGORITHMS for kind in ("echo", "baseline")}
+
+
+def flat(tree, prefix=""):
+    if isinstance(tree, dict):
+        return {k: v for key, sub in tree.items() for k, v in flat(sub, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: tree}
+
+
+#: keys that name the run (its label and folders): they differ between any two runs
+RUN_NAMING = ("experiment_name", "default_local_dir", "VERL_FILE_LOGGER_PATH", "rollout_data_dir")
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_echo_and_baseline_recipes_differ_only_in_echo(tmp_path, algorithm):
-    echo = recipe_config(tmp_path, f"{algorithm}_echo_qwen.sh")
-    base = recipe_config(tmp_path, f"{algorithm}_baseline_qwen.sh")
+def test_echo_and_baseline_differ_only_in_echo(configs, algorithm):
+    echo, base = configs[(algorithm, "echo")], configs[(algorithm, "baseline")]
     assert echo["echo"]["enable"] is True and echo["echo"]["coef"] == 0.001
     assert base["echo"]["enable"] is False
-    for section in ("actor_rollout_ref", "data", "reward"):
-        assert echo[section] == base[section], section
-    assert {k: v for k, v in echo["algorithm"].items() if k != "echo"} == base["algorithm"]
-    assert echo["actor_rollout_ref"]["rollout"]["name"] == "vllm"
-    assert echo["reward"]["custom_reward_function"]["path"] == "pkg://echorl_verl.rewards"
+    a, b = flat(echo), flat(base)
+    differ = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and not k.endswith(RUN_NAMING)}
+    assert differ and all(k.startswith("echo.") for k in differ), sorted(differ)
     assert echo["trainer"]["experiment_name"] == f"{algorithm}_echo_qwen"
 
 
-def test_algorithm_settings(tmp_path):
-    cfg = {a: recipe_config(tmp_path, f"{a}_echo_qwen.sh") for a in ALGORITHMS}
-    assert cfg["grpo"]["algorithm"]["norm_adv_by_std_in_grpo"] is True
-    assert cfg["drgrpo"]["algorithm"]["norm_adv_by_std_in_grpo"] is False
-    assert cfg["drgrpo"]["actor_rollout_ref"]["actor"]["loss_agg_mode"] == "seq-mean-token-sum-norm"
-    assert cfg["dapo"]["algorithm"]["filter_groups"]["enable"] is True
-    assert cfg["dapo"]["actor_rollout_ref"]["actor"]["clip_ratio_high"] == 0.28
-    assert cfg["gspo"]["actor_rollout_ref"]["actor"]["policy_loss"]["loss_mode"] == "gspo"
+def test_every_recipe_has_the_cluster_fixes(configs):
+    for (algorithm, kind), cfg in configs.items():
+        actor, rollout = cfg["actor_rollout_ref"]["actor"], cfg["actor_rollout_ref"]["rollout"]
+        assert cfg["trainer"]["max_actor_ckpt_to_keep"] == 2  # finding 3: not ~100 x 90 GB
+        assert rollout["name"] == "vllm" and rollout["gpu_memory_utilization"] == 0.8
+        assert actor["ppo_max_token_len_per_gpu"] == 32768 and actor["use_dynamic_bsz"] is True
+        assert cfg["actor_rollout_ref"]["model"]["use_remove_padding"] is True
+        assert cfg["reward"]["custom_reward_function"]["path"] == "pkg://echorl_verl.rewards"
+        assert cfg["reward"]["custom_reward_function"]["reward_kwargs"]["math_format"] == "think"  # finding 7
+        if kind == "echo":
+            assert cfg["echo"]["boundary_token_ids"] == [198, 271]  # finding 6: the authors' Qwen2.5 ids
 
 
-def test_environment_and_overrides_reach_the_config(tmp_path):
-    cfg = recipe_config(tmp_path, "grpo_echo_qwen.sh", "echo.clip_mode=full_response", "trainer.total_training_steps=7",
-                        NNODES="4", MODEL_PATH="/models/qwen", ECHO_COEF="0.01")
-    assert cfg["trainer"]["nnodes"] == 4
-    assert cfg["actor_rollout_ref"]["model"]["path"] == "/models/qwen"
+def test_algorithm_settings(configs):
+    grpo, drgrpo = configs[("grpo", "echo")], configs[("drgrpo", "echo")]
+    dapo, gspo = configs[("dapo", "echo")], configs[("gspo", "echo")]
+    assert grpo["algorithm"]["norm_adv_by_std_in_grpo"] is True
+    assert drgrpo["algorithm"]["norm_adv_by_std_in_grpo"] is False
+    actor = drgrpo["actor_rollout_ref"]["actor"]
+    assert actor["loss_agg_mode"] == "seq-mean-token-sum-norm" and actor["loss_scale_factor"] == 8192  # finding 4
+    actor = dapo["actor_rollout_ref"]["actor"]
+    assert (actor["clip_ratio_low"], actor["clip_ratio_high"], actor["clip_ratio_c"], actor["entropy_coeff"]) == (0.2, 0.28, 10.0, 0)
+    assert dapo["algorithm"]["filter_groups"]["enable"] is True and dapo["algorithm"]["filter_groups"]["metric"] == "acc"
+    assert dapo["reward"]["reward_manager"]["name"] == "dapo"  # finding 5: overlong shaping
+    assert dapo["reward"]["reward_kwargs"]["overlong_buffer_cfg"] == {"enable": True, "len": 1638, "penalty_factor": 1.0, "log": True}
+    assert dapo["reward"]["reward_kwargs"]["max_resp_len"] == 8192
+    assert dapo["echo"]["success_key"] == "acc" and dapo["echo"]["dapo_keep_all_success"] is True
+    assert gspo["actor_rollout_ref"]["actor"]["policy_loss"]["loss_mode"] == "gspo"
+
+
+def test_environment_and_overrides_win(tmp_path, model):
+    cfg, _ = resolved(tmp_path, "grpo_echo_qwen.sh", "echo.clip_mode=full_response", "trainer.total_training_steps=7",
+                      MODEL_PATH=model, NNODES="4", ECHO_COEF="0.01", MAX_CKPT_TO_KEEP="5", BOUNDARY_IDS="", SEED="3")
+    assert cfg["trainer"]["nnodes"] == 4 and cfg["trainer"]["max_actor_ckpt_to_keep"] == 5
     assert cfg["echo"]["coef"] == 0.01 and cfg["echo"]["clip_mode"] == "full_response"
+    assert cfg["echo"]["boundary_token_ids"] is None and cfg["echo"]["seed"] == 3
+    assert cfg["data"]["seed"] == 3 and cfg["actor_rollout_ref"]["rollout"]["seed"] == 3
+    assert cfg["actor_rollout_ref"]["actor"]["data_loader_seed"] == 3
     assert cfg["trainer"]["total_training_steps"] == 7
 
 
-def test_a_bad_echo_override_fails_at_start_up(tmp_path):
-    with pytest.raises(EchoConfigError, match="echo.scope='everything' is not valid"):
-        recipe_config(tmp_path, "grpo_echo_qwen.sh", "echo.scope=everything")
+def test_the_driver_environment_reaches_the_ray_workers(tmp_path, model):
+    cfg, _ = resolved(tmp_path, "grpo_echo_qwen.sh", MODEL_PATH=model, WANDB_PROJECT="echo", WANDB_API_KEY="s3cret")
+    env_vars = cfg["ray_kwargs"]["ray_init"]["runtime_env"]["env_vars"]
+    assert env_vars["VERL_FILE_LOGGER_PATH"] == str(tmp_path / "grpo_echo_qwen" / "metrics.jsonl")
+    assert env_vars["WANDB_PROJECT"] == "echo" and "WANDB_API_KEY" not in env_vars
+
+
+def test_the_default_hub_model_is_a_skipped_check(tmp_path):
+    cfg, proc = resolved(tmp_path, "grpo_echo_qwen.sh")
+    assert cfg["actor_rollout_ref"]["model"]["path"] == "Elliott/Qwen2.5-Math-7B-16k-think"
+    assert "context length: skipped, could not fetch config.json of Elliott/Qwen2.5-Math-7B-16k-think" in proc.stderr
+    assert "attention: skipped" in proc.stderr  # flash-attn: checked where CUDA is
+
+
+@pytest.mark.parametrize("override, env, message", [
+    ((), {"MAX_RESPONSE": "20000"}, r"max_position_embeddings \(16384"),
+    (("echo.scope=everything",), {}, "echo.scope='everything' is not valid"),
+    (("algorithm.rollout_correction.bypass_mode=True",), {}, "bypass_mode=True"),
+    ((), {"NNODES": "3"}, "do not split over 24 data-parallel ranks"),
+])
+def test_a_failed_check_stops_the_dry_run(tmp_path, model, override, env, message):
+    import re
+
+    proc, run_dir = dry_run(tmp_path, "grpo_echo_qwen.sh", *override, MODEL_PATH=model, **env)
+    assert proc.returncode == 2 and re.search(message, proc.stderr), proc.stderr[-2000:]
+    assert "dry run: every start-up check passed" not in proc.stderr
+
+
+def test_the_stock_4096_position_model_is_refused(tmp_path):
+    folder = tmp_path / "qwen4k"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "qwen2", "max_position_embeddings": 4096}))
+    proc, _ = dry_run(tmp_path, "drgrpo_echo_qwen.sh", MODEL_PATH=str(folder))
+    assert proc.returncode == 2
+    assert "9216 > the model's max_position_embeddings (4096" in proc.stderr and "extend_context" in proc.stderr
+
+
+def test_extend_context_writes_a_model_the_check_accepts(tmp_path):
+    from echorl_verl.tools.extend_context import main
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "config.json").write_text(json.dumps({"model_type": "qwen2", "max_position_embeddings": 4096, "rope_theta": 10000.0}))
+    (src / "model.safetensors").write_bytes(b"weights")
+    (src / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 4096}))
+    assert main([str(src), str(tmp_path / "dst"), "--max_positions", "16384", "--rope_theta", "40000"]) == 0
+    config = json.loads((tmp_path / "dst" / "config.json").read_text())
+    assert config["max_position_embeddings"] == 16384 and config["rope_theta"] == 40000.0
+    assert json.loads((tmp_path / "dst" / "tokenizer_config.json").read_text())["model_max_length"] == 16384
+    assert os.path.islink(tmp_path / "dst" / "model.safetensors")
+    assert json.loads((src / "config.json").read_text())["max_position_embeddings"] == 4096  # SRC untouched
+    assert main([str(src), str(tmp_path / "dst")]) == 2  # DST exists: refused, nothing changed
+    proc, _ = dry_run(tmp_path, "drgrpo_echo_qwen.sh", MODEL_PATH=str(tmp_path / "dst"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
