@@ -53,3 +53,14 @@ def log_lines(path, records: list[tuple[int, dict]]) -> str:
         logger.log(data, step=step)
     logger.finish()
     return str(path)
+
+
+def dump_rollouts(dump_dir, step: int, groups: list[list[float]]) -> None:
+    """verl's training rollout dump for one step, through verl's own writer: one line per rollout with
+    `uid` = `{prompt uid}_{session}_0` (the TransferQueue key) and its `score`; groups: scores per prompt."""
+    from verl.trainer.ppo.v1.trainer_base import PPOTrainer
+
+    keys = [f"prompt-{g}_{s}_0" for g, scores in enumerate(groups) for s in range(len(scores))]
+    scores = [float(x) for scores in groups for x in scores]
+    n = len(scores)
+    PPOTrainer._write_generations(["q"] * n, ["a"] * n, ["42"] * n, scores, {"uid": keys}, str(dump_dir), step)

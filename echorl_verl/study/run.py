@@ -1,0 +1,178 @@
+"""`study run`: every (arm, seed) of a study as one real training run, one after another.
+
+Each run is `bash <recipe> <shared overrides> <arm overrides>` from the repository root, with the study's
+environment plus RUN_DIR=STUDY_DIR/<arm>/seed<k>, SEED=<k> and NAME=<arm>_seed<k> (the recipe contract in
+recipes/common.sh). Its stdout and stderr go to RUN_DIR/run.log (appended, one header per try) and its
+outcome to RUN_DIR/study_run.json:
+
+    {"arm", "seed", "run_dir", "command": [...], "env": {the variables the study sets},
+     "finished": bool, "exit_code": int | null, "wall_s": float (the last try), "error": str | null,
+     "tries": [{"exit_code", "wall_s", "error"}, ...] (every try, over every `study run`)}
+
+A run is finished when the recipe exited 0 and left a metrics file in RUN_DIR. A finished run is skipped
+on a rerun (if its command and environment are still the study's; otherwise the harness stops and says
+so). An unfinished one runs again in the same folder: the recipe gives the new attempt its own metrics
+file and `trainer.resume_mode=auto` continues from its last checkpoint. A failed try is retried once; a run
+that fails twice is reported and the study goes on with the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import yaml
+from tqdm import tqdm
+
+from echorl_verl import atomic
+from echorl_verl.report.attempts import attempt_files
+from echorl_verl.study.spec import REPO, Study, StudyError
+
+STATUS = "study_run.json"
+LOG = "run.log"
+TRIES = 2  # a failed run is retried once
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one run executes."""
+
+    arm: str
+    seed: int
+    run_dir: str
+    command: list[str]
+    env: dict[str, str]  # only what the study sets; the run inherits the rest of os.environ
+
+
+def plan(study: Study, arm: str, seed: int) -> Plan:
+    a = study.arms[arm]
+    run_dir = study.run_dir(arm, seed)
+    env = {**study.env, **a.env, "RUN_DIR": run_dir, "SEED": str(seed), "NAME": f"{arm}_seed{seed}"}
+    return Plan(arm, seed, run_dir, ["bash", a.recipe_path(), *study.overrides, *a.overrides], env)
+
+
+def read_status(run_dir: str) -> dict | None:
+    path = os.path.join(run_dir, STATUS)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise StudyError(f"{path}: not valid JSON ({exc}); delete it to run that run again") from None
+
+
+def is_done(p: Plan) -> bool:
+    """True for a finished run of this very command; StudyError for a finished run of another one."""
+    status = read_status(p.run_dir)
+    if not status or not status.get("finished"):
+        return False
+    if status.get("command") != p.command or status.get("env") != p.env:
+        raise StudyError(
+            f"{p.run_dir}: finished with another command or environment than the study now asks for\n"
+            f"  then: {status.get('command')} env {status.get('env')}\n  now:  {p.command} env {p.env}\n"
+            "  delete that folder to run it again, or restore the arm's settings in the study file")
+    return True
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop the recipe and everything it started (its own process group: Ray, workers)."""
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def try_once(p: Plan, timeout_s: float | None) -> dict:
+    """One try of a run: {"exit_code", "wall_s", "error"}; KeyboardInterrupt stops the run and propagates."""
+    os.makedirs(p.run_dir, exist_ok=True)
+    start = time.monotonic()
+    with open(os.path.join(p.run_dir, LOG), "ab") as log:
+        log.write(f"\n=== study try at {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(p.command)}\n"
+                  f"=== env {json.dumps(p.env, sort_keys=True)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(p.command, cwd=REPO, env={**os.environ, **p.env}, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            code, error = proc.wait(timeout=timeout_s), None
+        except subprocess.TimeoutExpired:
+            _stop(proc)
+            code, error = None, f"timed out after {timeout_s:g} s (run_timeout_s)"
+        except BaseException:
+            _stop(proc)
+            raise
+    if code == 0 and not attempt_files(p.run_dir):
+        error = "the recipe exited 0 but wrote no metrics file (metrics.jsonl) in RUN_DIR"
+    elif code not in (0, None):
+        error = f"exit code {code}"
+    return {"exit_code": code, "wall_s": round(time.monotonic() - start, 1), "error": error}
+
+
+def write_status(p: Plan, tries: list[dict]) -> dict:
+    last = tries[-1]
+    status = {"arm": p.arm, "seed": p.seed, "run_dir": p.run_dir, "command": p.command, "env": p.env,
+              "finished": last["error"] is None, "exit_code": last["exit_code"], "wall_s": last["wall_s"],
+              "error": last["error"], "tries": tries}
+    atomic.write_text(os.path.join(p.run_dir, STATUS), json.dumps(status, indent=1) + "\n")
+    return status
+
+
+def execute(p: Plan, timeout_s: float | None) -> dict:
+    """Run `p` (retrying a failed try once) and write its status; returns the status."""
+    tries = (read_status(p.run_dir) or {}).get("tries", [])
+    for _ in range(TRIES):
+        try:
+            tries.append(try_once(p, timeout_s))
+        except KeyboardInterrupt:
+            write_status(p, tries + [{"exit_code": None, "wall_s": None, "error": "interrupted (Ctrl-C)"}])
+            raise
+        status = write_status(p, tries)
+        if status["finished"]:
+            break
+    return status
+
+
+def _tail(run_dir: str, lines: int = 15) -> str:
+    with open(os.path.join(run_dir, LOG), "rb") as fh:
+        text = fh.read()[-20000:].decode("utf-8", "replace")
+    return "\n".join("    | " + line for line in text.splitlines()[-lines:])
+
+
+def run_study(study: Study) -> list[dict]:
+    """Run every unfinished (arm, seed) of the study; returns the failed runs' statuses (empty: all done)."""
+    plans = [plan(study, arm, seed) for arm, seed in study.runs()]
+    todo = [p for p in plans if not is_done(p)]  # raises before anything runs if a finished run disagrees
+    os.makedirs(study.study_dir, exist_ok=True)
+    atomic.write_text(os.path.join(study.study_dir, "study.yaml"), yaml.safe_dump(study.to_dict(), sort_keys=False))
+    done = len(plans) - len(todo)
+    print(f"[study] {study.name}: {len(plans)} runs ({len(study.arms)} arms x {len(study.seeds)} seeds), "
+          f"{done} finished before, {len(todo)} to run, in {study.study_dir}", file=sys.stderr)
+    failed, walls = [], []
+    with tqdm(total=len(plans), initial=done, desc="study runs", unit="run", file=sys.stderr) as bar:
+        for p in todo:
+            bar.set_postfix_str(f"{p.arm} seed {p.seed}")
+            start = time.monotonic()
+            status = execute(p, study.run_timeout_s)
+            walls.append(time.monotonic() - start)
+            bar.update(1)
+            left = len(plans) - bar.n
+            eta = f"; ETA {left * sum(walls) / len(walls) / 60:.1f} min for {left} more" if left else ""
+            if status["finished"]:
+                tqdm.write(f"[study] {bar.n}/{len(plans)} {p.arm} seed {p.seed}: done in {status['wall_s']:.0f} s{eta}",
+                           file=sys.stderr)
+            else:
+                failed.append(status)
+                tqdm.write(f"[study] {bar.n}/{len(plans)} {p.arm} seed {p.seed}: FAILED twice ({status['error']}); "
+                           f"log {os.path.join(p.run_dir, LOG)}:\n{_tail(p.run_dir)}{eta}", file=sys.stderr)
+    return failed

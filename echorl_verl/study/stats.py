@@ -1,0 +1,105 @@
+"""The study's statistics: per-run outcomes, t-intervals over seeds, paired differences, bands, areas.
+
+Intervals are two-sided 95% Student-t intervals over seeds: mean +- t(0.975, n-1) * sd / sqrt(n), sd with
+n-1 in the denominator; with one seed there is no interval (NaN). A paired difference takes, seed by seed,
+arm minus baseline over the seeds both have, and the same interval over those differences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from echorl_verl.report.validation import accuracy, pass_at_k, suite_mean
+from echorl_verl.study.results import RunResult
+
+LEVEL = 0.95
+# (key, label, unit scale, digits): the per-run outcomes, in table order
+OUTCOMES = (
+    ("final_pass1", "final val acc (pass@1) %", 100, 1),
+    ("best_pass1", "best val acc (pass@1) %", 100, 1),
+    ("final_passk", "final pass@k %", 100, 1),
+    ("auc_pass1", "val curve area (mean pass@1) %", 100, 1),
+    ("all_success", "all-success share (mean over steps) %", 100, 1),
+    ("entropy", "entropy (mean over steps)", 1, 3),
+    ("response_length", "response length (mean over steps)", 1, 1),
+    ("step_seconds", "s / step (mean over steps)", 1, 2),
+)
+
+
+@dataclass(frozen=True)
+class Interval:
+    mean: float
+    lo: float
+    hi: float
+    n: int
+
+
+def t_interval(values) -> Interval:
+    """Mean and 95% t-interval of the finite values (NaN bounds for fewer than 2)."""
+    x = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
+    if len(x) == 0:
+        return Interval(float("nan"), float("nan"), float("nan"), 0)
+    mean = float(x.mean())
+    if len(x) < 2:
+        return Interval(mean, float("nan"), float("nan"), 1)
+    half = float(stats.t.ppf(0.5 + LEVEL / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
+    return Interval(mean, mean - half, mean + half, len(x))
+
+
+def paired(arm: pd.Series, base: pd.Series) -> Interval:
+    """arm - base over the seeds (index) both have a finite value for."""
+    both = pd.concat([arm, base], axis=1, keys=["arm", "base"]).dropna()
+    return t_interval(both["arm"] - both["base"])
+
+
+def area(curve: pd.Series) -> float:
+    """Trapezoid area under a curve (index = step) divided by its step span: the curve's mean height.
+    One point: its value."""
+    curve = curve.dropna().sort_index()
+    if len(curve) == 1:
+        return float(curve.iloc[0])
+    if curve.empty:
+        return float("nan")
+    x = curve.index.to_numpy(dtype=float)
+    return float(np.trapezoid(curve.to_numpy(dtype=float), x) / (x[-1] - x[0]))
+
+
+def _train_mean(result: RunResult, metric: str) -> float:
+    series = result.log.series(metric)
+    series = series[np.isfinite(series)]
+    return float(series.mean()) if len(series) else float("nan")
+
+
+def outcomes(result: RunResult) -> dict[str, float]:
+    """One run's numbers (fractions for accuracies and shares), keyed as OUTCOMES."""
+    pass1 = suite_mean(accuracy(result.log))
+    passk, _ = pass_at_k(result.log)
+    share = result.share[np.isfinite(result.share)]
+    return {
+        "final_pass1": float(pass1.iloc[-1]),
+        "best_pass1": float(pass1.max()),
+        "final_passk": float(suite_mean(passk).iloc[-1]),
+        "auc_pass1": area(pass1),
+        "all_success": float(share.mean()) if len(share) else float("nan"),
+        "entropy": _train_mean(result, "actor/entropy"),
+        "response_length": _train_mean(result, "response_length/mean"),
+        "step_seconds": _train_mean(result, "timing_s/step"),
+    }
+
+
+def outcome_table(results: list[RunResult]) -> pd.DataFrame:
+    """Index (arm, seed), one column per outcome key."""
+    rows = {(r.arm, r.seed): outcomes(r) for r in results}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis(["arm", "seed"])
+
+
+def band(curves: dict[int, pd.Series]) -> pd.DataFrame:
+    """Curves of one arm (seed -> series over steps) -> index step, columns mean, lo, hi, n (over seeds)."""
+    frame = pd.DataFrame(curves)
+    rows = {step: t_interval(row.to_numpy()) for step, row in frame.iterrows()}
+    return pd.DataFrame({k: [getattr(v, k) for v in rows.values()] for k in ("mean", "lo", "hi", "n")},
+                        index=list(rows)).rename_axis("step")
