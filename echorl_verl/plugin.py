@@ -4,14 +4,35 @@ It registers the `echo` advantage estimator and, when `VERL_PLATFORM=cpu`, the C
 gloo fix, `hf` rollout). verl swallows plugin import errors at DEBUG level, so a failure here is printed
 to stderr and logged at ERROR before it is re-raised; `echorl_verl.main_ppo` imports this module again
 and so stops with the real traceback.
+
+The package relies on a dozen private verl names (listed and checked by tests/test_verl_contract.py);
+when the installed verl is not the supported release, a warning names both versions: supporting a new
+verl starts with running that test file.
 """
 
 import logging
 import os
 import sys
 
+SUPPORTED_VERL = "0.9.1"
+
+
+def version_warning(installed: str) -> str | None:
+    """The warning for an installed verl other than SUPPORTED_VERL, or None."""
+    if installed == SUPPORTED_VERL:
+        return None
+    return (f"[echorl_verl] WARNING: verl {installed} is installed; echorl_verl supports verl {SUPPORTED_VERL} (it uses "
+            f"private verl names: run tests/test_verl_contract.py, or `pip install verl=={SUPPORTED_VERL}`)")
+
 
 def _register() -> None:
+    import verl
+
+    warning = version_warning(getattr(verl, "__version__", "unknown"))
+    if warning:
+        logging.getLogger("echorl_verl").warning(warning)
+        print(warning, file=sys.stderr, flush=True)
+
     from echorl_verl import advantage  # noqa: F401  (registers "echo" with verl's register_adv_est)
 
     if os.environ.get("VERL_PLATFORM", "").strip().lower() == "cpu":

@@ -21,6 +21,7 @@ this class for the "sync" mode instead of registering a new mode name.
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 import numpy as np
@@ -44,6 +45,8 @@ from echorl_verl.workers import EchoActorRolloutRefWorker
 logger = logging.getLogger(__name__)
 
 _ACTOR_ROLES = (Role.Actor, Role.ActorRollout, Role.ActorRolloutRef)
+#: environment switch: the rollout dump's clip facts also carry each row's token ids and clip mask (tests)
+DUMP_TOKEN_IDS = "ECHORL_DUMP_TOKEN_IDS"
 
 
 def success_scores(data: TensorDict, extra_fields: list | None, success_key: str) -> torch.Tensor:
@@ -65,6 +68,16 @@ def success_scores(data: TensorDict, extra_fields: list | None, success_key: str
             )
         values.append(float(info[success_key]))
     return torch.tensor(values, dtype=torch.float32)
+
+
+def infra_error_rows(extra_fields: list) -> float:
+    """Rows whose reward could not be computed (the sandbox failed, not the model): `infra_error` of the reward."""
+    total = 0.0
+    for extra in extra_fields:
+        extra = getattr(extra, "data", extra)
+        info = extra.get("reward_extra_info", {}) if isinstance(extra, dict) else {}
+        total += float(info.get("infra_error", 0.0) or 0.0)
+    return total
 
 
 class EchoPPOTrainer(PPOTrainerSync):
@@ -131,16 +144,19 @@ class EchoPPOTrainer(PPOTrainerSync):
 
     def _select_clips(self, batch: KVBatchMeta, metrics: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Select the EchoClips of this batch; returns the padded [B, T] mask and [B] not-padding rows."""
-        fields = ["responses", "response_mask", "entropy", "uid", "rm_scores"]
-        if self.echo.success_key != "score":
-            fields.append("extra_fields")
+        dump = bool(self.config.trainer.get("rollout_data_dir"))
+        fields = ["responses", "response_mask", "entropy", "uid", "rm_scores", "extra_fields"]
+        if dump and os.environ.get(DUMP_TOKEN_IDS) == "1":
+            fields.append("prompts")
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
         uids = np.array(data.pop("uid").tolist(), dtype=object)
-        extra_fields = data.pop("extra_fields").tolist() if "extra_fields" in data.keys() else None
+        extra_fields = data.pop("extra_fields").tolist()
+        prompts = [p.tolist() for p in data.pop("prompts").unbind()] if "prompts" in data.keys() else None
         data = data.to_padded_tensor()
+        metrics["reward/infra_error_rows"] = infra_error_rows(extra_fields)
 
         not_padding = torch.tensor([not tag.get("is_padding", False) for tag in batch.tags], dtype=torch.bool)
-        if extra_fields is not None:  # rows verl padded in have no reward info: never a success
+        if self.echo.success_key != "score":  # rows verl padded in have no reward info: never a success
             extra_fields = [e if keep else {"reward_extra_info": {self.echo.success_key: 0.0}}
                             for e, keep in zip(extra_fields, not_padding.tolist())]
         success = (success_scores(data, extra_fields, self.echo.success_key) >= self.echo.success_threshold) & not_padding
@@ -155,8 +171,8 @@ class EchoPPOTrainer(PPOTrainerSync):
             step=self.global_steps,
         )
         metrics.update(selection_metrics(clips, data["response_mask"]))
-        if self.config.trainer.get("rollout_data_dir"):
-            self._remember_clip_facts(batch.keys, clips, data)
+        if dump:
+            self._remember_clip_facts(batch.keys, clips, data, prompts)
         return clips.mask, not_padding
 
     def _update_actor(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
@@ -165,10 +181,15 @@ class EchoPPOTrainer(PPOTrainerSync):
         return super()._update_actor(batch, metrics)
 
     # --- the rollout dump ------------------------------------------------------------------------------
-    def _remember_clip_facts(self, keys: list[str], clips, data: TensorDict) -> None:
+    def _remember_clip_facts(self, keys: list[str], clips, data: TensorDict, prompts: list | None) -> None:
         from echorl_verl.clip_facts import clip_facts
 
         facts = clip_facts(clips, data["responses"], data["response_mask"], self.tokenizer)
+        if prompts is not None:  # ECHORL_DUMP_TOKEN_IDS=1: what a recomputation of the echo term needs
+            for row, (fact, prompt) in enumerate(zip(facts, prompts)):
+                valid = data["response_mask"][row].bool()
+                fact.update(prompt_ids=prompt, response_ids=data["responses"][row][valid].tolist(),
+                            clip_mask=clips.mask[row][valid].int().tolist())
         self._echo_facts = {key: fact for key, fact in zip(keys, facts)}
 
     def _dump_generations(self, inputs, outputs, gts, scores, reward_extra_infos_dict, dump_path):
