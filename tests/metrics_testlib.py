@@ -55,12 +55,18 @@ def log_lines(path, records: list[tuple[int, dict]]) -> str:
     return str(path)
 
 
-def dump_rollouts(dump_dir, step: int, groups: list[list[float]]) -> None:
+def dump_rollouts(dump_dir, step: int, groups: list[list[float]], padding: int = 0) -> None:
     """verl's training rollout dump for one step, through verl's own writer: one line per rollout with
-    `uid` = `{prompt uid}_{session}_0` (the TransferQueue key) and its `score`; groups: scores per prompt."""
+    `uid` = `{prompt uid}_{session}_0` (the TransferQueue key) and its `score`; groups: scores per prompt;
+    padding: synthetic padding rows as verl's padding_utils adds them (uid `pad<hex>`, score 0)."""
+    import uuid
+
     from verl.trainer.ppo.v1.trainer_base import PPOTrainer
 
-    keys = [f"prompt-{g}_{s}_0" for g, scores in enumerate(groups) for s in range(len(scores))]
-    scores = [float(x) for scores in groups for x in scores]
+    uids = [str(uuid.uuid4()) for _ in groups]  # verl's prompt uids
+    keys = [f"{uids[g]}_{s}_0" for g, scores in enumerate(groups) for s in range(len(scores))]
+    pad = f"pad{uuid.uuid4().hex}"
+    keys += [f"{pad}_{i}_0" for i in range(padding)]
+    scores = [float(x) for scores in groups for x in scores] + [0.0] * padding
     n = len(scores)
     PPOTrainer._write_generations(["q"] * n, ["a"] * n, ["42"] * n, scores, {"uid": keys}, str(dump_dir), step)

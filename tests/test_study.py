@@ -263,3 +263,12 @@ def test_python_dash_m_run_report_export(tmp_path, fake):
     out = subprocess.run(cmd + ["report", str(tmp_path / "nothing"), "--out", str(tmp_path / "r3")],
                          capture_output=True, text=True, cwd=REPO, timeout=300)
     assert out.returncode == 2 and "no study.yaml; is this a study folder" in out.stderr
+
+
+def test_the_example_studies_parse():
+    folder = os.path.join(REPO, "echorl_verl", "study", "examples")
+    names = sorted(f for f in os.listdir(folder) if f.endswith(".yaml"))
+    assert "smoke.yaml" in names
+    for name in names:
+        study = load_study(os.path.join(folder, name))
+        assert study.baseline in study.arms and len(study.runs()) == len(study.arms) * len(study.seeds)

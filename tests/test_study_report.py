@@ -80,11 +80,12 @@ def write_run(study, arm: str, seed: int, steps: int = 4, val=None, config_extra
                           "default_local_dir": f"{run_dir}/checkpoints", "rollout_data_dir": f"{run_dir}/rollouts"},
               "data": {"seed": seed}, "actor_rollout_ref": {"rollout": {"seed": seed}, "actor": {"optim": {"lr": 1e-5}}},
               "echo": {"enable": arm == "echo", "coef": 0.01 if arm == "echo" else 0.001,
-                       "success_threshold": 0.5, "success_key": "score"}}
+                       "success_threshold": 0.5, "success_key": "score",
+                       "base_estimator": "grpo" if arm == "echo" else None}}  # as echorl's main_ppo resolves it
     if arm == "base":  # echo runs log the share themselves; the baseline has only the dump
         for step in range(1, steps + 1):  # step - 1 of 4 groups all-success (0.5 counts as success)
             groups = [[1.0, 0.5]] * (step - 1) + [[1.0, 0.0]] * (5 - step)
-            dump_rollouts(os.path.join(run_dir, "rollouts"), step, groups)
+            dump_rollouts(os.path.join(run_dir, "rollouts"), step, groups, padding=3)  # padding rows: no group
     for key, value in (config_extra or {}).items():
         node = config
         *parents, last = key.split(".")
@@ -179,7 +180,8 @@ def test_report_cells_intervals_and_paired_differences(study):
     sd_share = 0.1  # echo - base share per seed: -0.125, -0.025, +0.075
     lo, hi = -0.025 - T2 * sd_share / math.sqrt(3), -0.025 + T2 * sd_share / math.sqrt(3)
     assert f"-2.5 [{lo * 100:+.1f}, {hi * 100:+.1f}]" in delta
-    assert "`echo.coef`" in text and "`echo.enable`" in text  # the arm's own differences, listed
+    assert "`echo.base_estimator`, `echo.coef`, `echo.enable`" in text  # the arm's own differences (echo.enable=false
+    # covers its group), listed
     assert "/tmp" not in text and str(study.study_dir) not in text  # no absolute path: the copy reproduces it
 
 

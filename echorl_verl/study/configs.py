@@ -4,7 +4,9 @@ Each run's `resolved_config.yaml` is flattened to dotted keys (pandas.json_norma
 and left out: keys whose last part names a seed (`data.seed`, `actor_rollout_ref.rollout.seed`, ...), and
 the run's own folder and name inside string values (replaced by <RUN_DIR> and <NAME>, from the run's
 study_run.json). Then the seeds of one arm must agree everywhere, and each arm may differ from the
-baseline arm only at keys that its own or the baseline's Hydra overrides set (a key or anything under it).
+baseline arm only at keys that its own or the baseline's Hydra overrides set (a key or anything under it;
+an `<group>.enable` switch covers its whole group, since switching a feature off changes what the rest of
+its group resolves to, e.g. `echo.enable=false` -> `echo.base_estimator: null`).
 Anything else (an environment variable that changed the config, another recipe, a different verl) is a
 problem that the study report prints at its top.
 """
@@ -54,6 +56,11 @@ def _short(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _covers(override_keys: set[str]) -> set[str]:
+    """The config keys (and prefixes) the overrides explain: each key, and for `x.enable` all of `x`."""
+    return override_keys | {k.rsplit(".", 1)[0] for k in override_keys if k.endswith(".enable") and "." in k}
+
+
 def _covered(key: str, keys: set[str]) -> bool:
     return any(key == k or key.startswith(k + ".") for k in keys)
 
@@ -75,7 +82,7 @@ def config_problems(study: Study, results: list[RunResult]) -> tuple[list[str], 
     for arm, config in first.items():
         if arm == study.baseline:
             continue
-        keys = base_keys | {override_key(o) for o in study.arms[arm].overrides}
+        keys = _covers(base_keys | {override_key(o) for o in study.arms[arm].overrides})
         diff = differences(first[study.baseline], config)
         explained[arm] = [k for k in diff if _covered(k, keys)]
         for key, (base, value) in diff.items():

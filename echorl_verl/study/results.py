@@ -10,7 +10,8 @@ The all-success group share comes from `echo/all_success_group_share` when the r
 Baselines run verl's own trainer, which logs no group statistic (verl 0.9.1's `compute_data_metrics` has
 none); for them the share is computed from verl's rollout dump (`trainer.rollout_data_dir`, which the
 recipes' PROFILE=cpu and ROLLOUT_DUMP=1 put in RUN_DIR/rollouts): a group is the rollouts whose dump `uid`
-(`{prompt uid}_{session}_{i}`, verl's `agent_loop_tq.py`) shares the prompt uid, a success is
+(`{prompt uid}_{session}_{i}`, verl's `agent_loop_tq.py`) shares the prompt uid (the synthetic padding
+rows verl adds to split a batch evenly, uid `pad<hex>`, are left out), a success is
 `score >= echo.success_threshold` (the echo default rule). `study export` keeps that series as
 `rollouts/all_success_group_share` so the compact copy needs no dump.
 """
@@ -35,6 +36,7 @@ DUMP_SHARE = "rollouts/all_success_group_share"
 TRAIN_METRICS = (SHARE, DUMP_SHARE, "actor/entropy", "response_length/mean", "timing_s/step",
                  "critic/score/mean", "actor/echo_loss")
 CONFIG = "resolved_config.yaml"
+PAD_UID = r"pad[0-9a-f]{32}"  # verl/trainer/ppo/padding_utils.py: f"pad{uuid.uuid4().hex}"
 
 
 @dataclass
@@ -75,7 +77,8 @@ def dump_share(dump_dir: str, threshold: float) -> pd.Series:
         if not {"uid", "score"} <= set(rows.columns):
             raise ReportError(f"{path}: rollout dump lines lack 'uid' or 'score' (columns {sorted(rows.columns)})")
         group = rows["uid"].astype(str).str.rsplit("_", n=2).str[0]
-        shares[int(stem)] = float((rows["score"] >= threshold).groupby(group).all().mean())
+        real = ~group.str.fullmatch(PAD_UID)  # verl's synthetic padding rows (padding_utils.py) are no prompt
+        shares[int(stem)] = float((rows["score"][real] >= threshold).groupby(group[real]).all().mean())
     return pd.Series(shares, dtype=float).sort_index()
 
 
