@@ -39,7 +39,7 @@ def train_metrics(step: int, echo: bool) -> dict[str, float]:
     return out
 
 
-def write_run(path, monkeypatch, echo: bool, vals: dict[int, dict], steps: int = 4):
+def write_run(path, echo: bool, vals: dict[int, dict], steps: int = 4):
     """A metrics JSONL via verl's FileLogger: step-0 validation line, then one line per training step
     (with the validation metrics on the steps in `vals`), as PPOTrainer.fit logs them."""
     records = [(0, verl_val_metrics(vals[0]))] if 0 in vals else []
@@ -59,13 +59,13 @@ LOW = {s: [0] * len(v) for s, v in BASE.items()}
 
 
 @pytest.fixture
-def runs(tmp_path, monkeypatch):
+def runs(tmp_path):
     """grpo echo/baseline pair (validation at steps 0, 2, 4) in run folders like the recipes write."""
     root = tmp_path / "runs"
     mid = dict(ECHO, math=[1, 1, 1, 1], aime=[1, 1, 1, 1])  # step 2 of the echo run: its best step
-    echo = write_run(root / "grpo_echo_qwen" / "metrics.jsonl", monkeypatch, True,
+    echo = write_run(root / "grpo_echo_qwen" / "metrics.jsonl", True,
                      {0: as_rows(LOW), 2: as_rows(mid), 4: as_rows(ECHO)})
-    base = write_run(root / "grpo_baseline_qwen" / "metrics.jsonl", monkeypatch, False,
+    base = write_run(root / "grpo_baseline_qwen" / "metrics.jsonl", False,
                      {0: as_rows(LOW), 2: as_rows(LOW), 4: as_rows(BASE)})
     return {"echo": echo, "base": base, "root": root}
 
@@ -121,12 +121,12 @@ def test_step_best_and_number(runs):
         build_table([echo], "3")
 
 
-def test_delta_average_needs_the_same_benchmarks(tmp_path, monkeypatch):
+def test_delta_average_needs_the_same_benchmarks(tmp_path):
     """dapo echo without GPQA: its OOD avg covers ARC only, so the OOD delta is `-`, not a mixed number."""
     echo = dict(ECHO)
     del echo["gpqa"]
-    e = write_run(tmp_path / "dapo_echo_qwen.jsonl", monkeypatch, True, {4: as_rows(echo)})
-    b = write_run(tmp_path / "dapo_baseline_qwen.jsonl", monkeypatch, False, {4: as_rows(BASE)})
+    e = write_run(tmp_path / "dapo_echo_qwen.jsonl", True, {4: as_rows(echo)})
+    b = write_run(tmp_path / "dapo_baseline_qwen.jsonl", False, {4: as_rows(BASE)})
     table = build_table([load_run(e), load_run(b)])
     delta = table.values.loc[table.rows[2]]
     assert pd.isna(delta["avg:OOD"]) and delta["avg:ID"] == pytest.approx(175 / 600)
@@ -134,11 +134,11 @@ def test_delta_average_needs_the_same_benchmarks(tmp_path, monkeypatch):
     assert any("cover different benchmarks" in n for n in table.footnotes)
 
 
-def test_n_samples_and_out_of_suite_sources(tmp_path, monkeypatch):
+def test_n_samples_and_out_of_suite_sources(tmp_path):
     """val_kwargs.n=4 gives mean@4 (avg over samples and prompts); a toy data_source with a slash is an
     extra column outside both averages."""
     rows = {"aime": [[1, 0, 0, 0], [1, 1, 1, 1]], "echorl/addition": [[1, 0, 1, 0]]}
-    path = write_run(tmp_path / "toy.jsonl", monkeypatch, False, {1: rows}, steps=1)
+    path = write_run(tmp_path / "toy.jsonl", False, {1: rows}, steps=1)
     run = load_run(path)
     assert val_scores(run).set_index(["step", "source"]).loc[(1, "aime"), "metric"] == "val-core/aime/acc/mean@4"
     table = build_table([run])
@@ -206,8 +206,8 @@ def test_missing_empty_and_corrupt_files(tmp_path, runs, capsys):
         load_run(str(shape))
 
 
-def test_no_validation_is_an_error_for_table_and_plot(tmp_path, monkeypatch):
-    path = write_run(tmp_path / "grpo_echo_noval.jsonl", monkeypatch, True, {})
+def test_no_validation_is_an_error_for_table_and_plot(tmp_path):
+    path = write_run(tmp_path / "grpo_echo_noval.jsonl", True, {})
     run = load_run(path)
     with pytest.raises(ReportError, match="has no validation metrics"):
         build_table([run])
