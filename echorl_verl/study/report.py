@@ -103,6 +103,9 @@ def draw(results: list[RunResult], arms: list[str], baseline: str) -> dict:
         if not drawn:
             plt.close(fig)
             continue
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are integers
         ax.set_xlabel("step")
         ax.set_ylabel(ylabel)
         ax.set_title(stem.replace("_", " "))
