@@ -2,12 +2,11 @@
 
 Local source files are made by the tests in each source's own (hub) schema; the real shared benchmark files
 (shared/data/benchmarks/) are the reference for prompts, repetition and dtypes. Code sets:
-tests/test_data_prep_code.py.
+tests/test_data_prep_code.py; skipped records, summaries and data_prep/all.sh: tests/test_data_suite.py.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import string
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from data_testlib import GOOD_AIME, REPO, echo, read_rows, row, write_source
 from echo_testlib import shared_benchmarks_dir
 from echorl_verl.data import parquet_io
 from echorl_verl.data.cli import main_choice, main_math_eval, main_math_train
@@ -24,35 +24,8 @@ from echorl_verl.data.math_sets import DAPO_PREFIX, DAPO_SUFFIX
 from echorl_verl.data.rows import ROW_SCHEMA, RowError
 from echorl_verl.data.templates import ECHO_SYSTEM_PROMPT, MC_INSTRUCTION, VERL_MATH_SUFFIX
 
-REPO = Path(__file__).resolve().parents[1]
 BENCH = Path(shared_benchmarks_dir())
 needs_bench = pytest.mark.skipif(not (BENCH / "math_eval_suite.parquet").exists(), reason="shared benchmarks absent")
-
-
-def write_source(path: Path, records: list[dict]) -> str:
-    """A local source file; the format follows the suffix (.json array, .jsonl lines, .parquet)."""
-    if path.suffix == ".jsonl":
-        path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    elif path.suffix == ".json":
-        path.write_text(json.dumps(records), encoding="utf-8")
-    else:
-        import pyarrow as pa
-
-        pq.write_table(pa.Table.from_pylist(records), path)
-    return str(path)
-
-
-def read_rows(path: str) -> list[dict]:
-    return pq.read_table(path).to_pylist()
-
-
-def row(ds, prompt, truth, index, split, ability="math"):
-    return {"data_source": ds, "prompt": prompt, "ability": ability,
-            "reward_model": {"ground_truth": truth, "style": "rule"}, "extra_info": {"index": index, "split": split}}
-
-
-def echo(user):
-    return [{"content": ECHO_SYSTEM_PROMPT, "role": "system"}, {"content": user, "role": "user"}]
 
 
 def shared_rows(name: str) -> list[dict]:
@@ -248,29 +221,24 @@ def test_mmlu_pro_ten_options(tmp_path):
 
 # ---------------------------------------------------------------- bad input: clear error, nothing written
 
-GOOD_AIME = {"id": 0, "problem": "P", "answer": "1", "solution": "s", "url": "u", "year": "2024"}
 BAD_INPUTS = [
     # (main, dataset, records, row index, field)
     (main_math_eval, "aime", [GOOD_AIME, {**GOOD_AIME, "problem": "  "}], 1, "problem"),
     (main_math_eval, "aime", [GOOD_AIME, GOOD_AIME, {"id": 2, "problem": "P"}], 2, "answer"),
     (main_math_eval, "minerva", [{"problem": "P", "answer": "1"}], 0, "question"),
-    (main_math_train, "deepscaler", [{"problem": "Q", "answer": "4"}, {"problem": "Q2", "answer": ""}], 1, "answer"),
-    (main_math_train, "math_lighteval", [{"problem": "Q", "solution": "no box here"}], 0, "solution"),
-    (main_math_train, "dapo", [{"prompt": [{"role": "user", "content": "no wrapper"}],
-                                "reward_model": {"ground_truth": "1"}}], 0, "prompt"),
-    (main_math_train, "openr1", [{"prompt": [{"role": "user", "content": "Q"}], "reward_model": {"style": "rule"}}],
-     0, "reward_model.ground_truth"),
     (main_choice, "arc_c", [{"question": "Q", "choices": {"text": ["a", "b"], "label": ["A", "B"]}, "answerKey": "C"}],
      0, "answerKey"),
     (main_choice, "gpqa", [{"Question": "Q", "Correct Answer": "a", "Incorrect Answer 1": "b",
                             "Incorrect Answer 2": "c"}], 0, "Incorrect Answer 3"),
     (main_choice, "mmlu_pro", [{"question": "Q", "options": ["a", "b"], "answer": "D"}], 0, "answer"),
+    (main_choice, "mmlu_pro", [{"question": "Q", "options": ["a", "b", "N/A"], "answer": "C", "answer_index": 2}],
+     0, "answer"),  # the answer is a padding option
 ]
 
 
 @pytest.mark.parametrize("main,dataset,records,bad_row,bad_field", BAD_INPUTS,
-                         ids=[f"{c[1]}-{c[4]}" for c in BAD_INPUTS])
-def test_bad_row_names_row_and_field_and_writes_nothing(tmp_path, main, dataset, records, bad_row, bad_field):
+                         ids=[f"{c[1]}-{c[4]}-{i}" for i, c in enumerate(BAD_INPUTS)])
+def test_bad_row_of_an_evaluation_set_names_row_and_field_and_writes_nothing(tmp_path, main, dataset, records, bad_row, bad_field):
     src = write_source(tmp_path / "src.jsonl", records)
     out_dir = tmp_path / "out"
     with pytest.raises(RowError) as err:
@@ -349,16 +317,3 @@ def test_hub_path_is_datasets_load_dataset_and_fails_clearly_offline(tmp_path):
     assert "could not load HuggingFaceH4/aime_2024 split=train from the hub" in res.stderr
     assert "--input" in res.stderr
     assert not (tmp_path / "o").exists() or os.listdir(tmp_path / "o") == []
-
-
-def test_all_sh_uses_local_inputs(tmp_path):
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    write_source(inputs / "aime.jsonl", [GOOD_AIME])
-    write_source(inputs / "deepscaler.json", [{"problem": "Q", "answer": "4"}])
-    res = subprocess.run(["bash", "data_prep/all.sh"], cwd=REPO, capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "OUTPUT_DIR": str(tmp_path / "out"), "INPUT_DIR": str(inputs),
-                              "PYTHON": sys.executable, "SETS": "aime deepscaler"})
-    assert res.returncode == 0, res.stderr
-    assert sorted(os.listdir(tmp_path / "out")) == ["aime.parquet", "deepscaler.parquet"]
-    assert len(read_rows(str(tmp_path / "out" / "aime.parquet"))) == 32

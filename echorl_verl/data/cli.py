@@ -2,7 +2,8 @@
 
 Every script: ``python data_prep/NAME.py --dataset KEY --output_dir DIR [--input FILE] [--template echo|verl]``
 writes ``DIR/KEY.parquet`` (or ``--output_name``) atomically. Without ``--input`` the source is loaded from
-the hub with ``datasets.load_dataset``. Each main returns the written path.
+the hub with ``datasets.load_dataset``. Each main returns the written path. ``--summary FILE`` also writes
+what happened (rows, skips and why, or the failure and its reason) as JSON, for data_prep/all.sh's table.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import sys
 from typing import Callable, Optional, Sequence
 
+from echorl_verl.data.outcome import BuildLog, NoRows, failed_summary, ok_summary, write_summary
 from echorl_verl.data.parquet_io import write_parquet_atomic
 from echorl_verl.data.rows import RowError
 from echorl_verl.data.sources import HubSource, SourceError, load_records
@@ -29,6 +31,7 @@ def base_parser(prog: str, description: str, keys: Sequence[str]) -> argparse.Ar
     parser.add_argument("--template", default="echo", choices=TEMPLATES,
                         help="echo: the authors' system prompt (default); verl: verl's plain suffix")
     parser.add_argument("--hub_split", default=None, help="override the hub split (e.g. test)")
+    parser.add_argument("--summary", default=None, help="also write what happened to this JSON file (all.sh's table)")
     return parser
 
 
@@ -39,16 +42,39 @@ def hub_of(hub, split: Optional[str]):
     return HubSource(hub.repo, split, hub.name, hub.data_files) if split else hub
 
 
-def run(args: argparse.Namespace, hub, build: Callable[[list, str], list]) -> str:
+def failure_reason(err: BaseException) -> str:
+    """The short reason a suite summary shows for a failed set (the full message goes with it)."""
+    if isinstance(err, SourceError):
+        return err.reason
+    if isinstance(err, RowError):
+        return f"bad record: row {err.row}, field {err.field!r} (an evaluation set keeps every row: fix the source)"
+    if isinstance(err, NoRows):
+        return "no usable record"
+    if isinstance(err, KeyboardInterrupt):
+        return "interrupted"
+    return f"{type(err).__name__}"
+
+
+def run(args: argparse.Namespace, hub, build: Callable[[list, str], "tuple[list, BuildLog]"]) -> str:
     """Load the source, build rows with ``build(records, origin)``, write atomically; returns the path.
 
-    Errors (bad row, unreadable source) propagate: the scripts' ``entry`` prints them and exits 1.
+    Errors (bad row, unreadable source) propagate: the scripts' ``entry`` prints them and exits 1. With
+    ``--summary`` the outcome (or the failure and its reason) is written there either way.
     """
-    records, origin = load_records(args.input, hub_of(hub, args.hub_split))
-    print(f"[{args.dataset}] {len(records)} records from {origin}", flush=True)
-    rows = build(records, origin)
-    path = write_parquet_atomic(rows, os.path.join(args.output_dir, args.output_name or f"{args.dataset}.parquet"))
+    try:
+        records, origin = load_records(args.input, hub_of(hub, args.hub_split))
+        print(f"[{args.dataset}] {len(records)} records from {origin}", flush=True)
+        rows, log = build(records, origin)
+        path = write_parquet_atomic(rows, os.path.join(args.output_dir, args.output_name or f"{args.dataset}.parquet"))
+    except BaseException as err:
+        if args.summary:
+            write_summary(args.summary, failed_summary(args.dataset, failure_reason(err), f"{err}"))
+        raise
+    for line in log.lines():
+        print(line, flush=True)
     print(f"[{args.dataset}] wrote {len(rows)} rows to {path}", flush=True)
+    if args.summary:
+        write_summary(args.summary, ok_summary(log, path, origin))
     return path
 
 

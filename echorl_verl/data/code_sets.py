@@ -1,8 +1,10 @@
 """Code sets: HumanEval, HumanEval+, MBPP, MBPP+ (functional), LiveCodeBench and DeepCoder (mostly stdio).
 
-An extractor turns one source record into (task text for the user turn, JSON ground truth) or None for a
-record the set deliberately leaves out: DeepCoder problems graded by function calls (their layouts in the
-TACO / PrimeIntellect subsets could not be confirmed here, so they are not guessed; the count is printed).
+An extractor turns one source record into (task text for the user turn, JSON ground truth, normalisations
+applied) or raises `Skip` for a record the set deliberately leaves out: DeepCoder problems graded by
+function calls (their layouts in the TACO / PrimeIntellect subsets could not be confirmed here, so they
+are not guessed). DeepCoder is a training set: a record it cannot use is skipped and counted; the
+evaluation sets stop at their first bad record. data_source values come from echorl_verl/data/catalog.py.
 Ground-truth layouts: see code_tests.py (the scorer's schema in echorl_verl/rewards/code_score.py).
 """
 
@@ -10,11 +12,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable
 
-from tqdm import tqdm
-
+from echorl_verl.data import catalog
 from echorl_verl.data import code_tests as ct
+from echorl_verl.data.outcome import BuildLog, Skip, collect_rows
 from echorl_verl.data.rows import RowError, as_text, field, list_field, make_row, text_field
 from echorl_verl.data.sources import HubSource
 from echorl_verl.data.templates import code_prompt
@@ -39,14 +41,17 @@ STDIO_TAIL = (
 )
 
 
-def extract_humaneval(record: dict, row: int, src: str) -> tuple[str, str]:
+Extracted = tuple[str, str, list]  # (task text, JSON ground truth, normalisations applied)
+
+
+def extract_humaneval(record: dict, row: int, src: str) -> Extracted:
     """openai/openai_humaneval and evalplus/humanevalplus: prompt, entry_point, test (defines check)."""
     prompt = text_field(record, row, "prompt", src)
     entry = text_field(record, row, "entry_point", src)
     test = text_field(record, row, "test", src)
     if "def check(" not in test:
         raise RowError(row, "test", "does not define check(candidate)", src)
-    return FUNCTION_TASK.format(code=prompt.rstrip("\n")), ct.functional_truth(test, entry, prompt)
+    return FUNCTION_TASK.format(code=prompt.rstrip("\n")), ct.functional_truth(test, entry, prompt), []
 
 
 def _strings(record: dict, row: int, key: str, src: str, min_len: int = 0) -> list[str]:
@@ -55,7 +60,7 @@ def _strings(record: dict, row: int, key: str, src: str, min_len: int = 0) -> li
     return [as_text(t, row, key, src) for t in list_field(record, row, key, src, min_len=min_len)]
 
 
-def extract_mbpp(record: dict, row: int, src: str) -> tuple[str, str]:
+def extract_mbpp(record: dict, row: int, src: str) -> Extracted:
     """google-research-datasets/mbpp: text, code, test_list, test_setup_code, challenge_test_list."""
     text = text_field(record, row, "text", src)
     text_field(record, row, "code", src)  # the reference solution: required, so a broken export fails here
@@ -63,10 +68,10 @@ def extract_mbpp(record: dict, row: int, src: str) -> tuple[str, str]:
     setup = record.get("test_setup_code") or ""
     script = (setup + "\n" if setup.strip() else "") + "\n".join(tests) + "\n"
     task = MBPP_TASK.format(text=text.strip(), tests="\n".join(tests))
-    return task, ct.functional_truth(script)  # plain asserts calling the function by name
+    return task, ct.functional_truth(script), []  # plain asserts calling the function by name
 
 
-def extract_mbppplus(record: dict, row: int, src: str) -> tuple[str, str]:
+def extract_mbppplus(record: dict, row: int, src: str) -> Extracted:
     """evalplus/mbppplus: prompt, code, test_imports, test_list, test (a script calling the function by name)."""
     text = text_field(record, row, "prompt", src)
     text_field(record, row, "code", src)
@@ -74,28 +79,32 @@ def extract_mbppplus(record: dict, row: int, src: str) -> tuple[str, str]:
     script = text_field(record, row, "test", src)
     imports = _strings(record, row, "test_imports", src)
     task = MBPP_TASK.format(text=text.strip(), tests=tests[0])
-    return task, ct.functional_truth("\n".join(imports + [script]) + "\n")  # a script calling it by name
+    return task, ct.functional_truth("\n".join(imports + [script]) + "\n"), []  # a script calling it by name
 
 
-def extract_livecodebench(record: dict, row: int, src: str) -> tuple[str, str]:
+def extract_livecodebench(record: dict, row: int, src: str) -> Extracted:
     """livecodebench/code_generation_lite: question_content, starter_code, public/private_test_cases, metadata."""
     question = text_field(record, row, "question_content", src)
     starter = record.get("starter_code") or ""
     tests = ct.decode_lcb_tests(text_field(record, row, "public_test_cases", src), row, "public_test_cases", src)
     tests += ct.decode_lcb_tests(record.get("private_test_cases") or "", row, "private_test_cases", src)
     task = LCB_HEAD.format(question=question) + (STARTER_TAIL.format(starter=starter) if starter.strip() else STDIO_TAIL)
-    pairs = ct.stdio_pairs(tests, row, "public_test_cases", src)
-    if pairs is not None:
-        return task, ct.stdio_truth(*pairs)
+    stdio = ct.stdio_pairs(tests, row, "public_test_cases", src)
+    if stdio is not None:
+        inputs, outputs, fixes = stdio
+        return task, ct.stdio_truth(inputs, outputs), fixes
     meta = field(record, row, "metadata", src)
     meta = json.loads(meta) if isinstance(meta, str) else meta
     func_name = meta.get("func_name") if isinstance(meta, dict) else None
     if not func_name:
         raise RowError(row, "metadata", "functional tests need metadata.func_name", src)
-    return task, ct.call_truth(func_name, *ct.leetcode_cases(tests, row, "public_test_cases", src))
+    return task, ct.call_truth(func_name, *ct.leetcode_cases(tests, row, "public_test_cases", src)), []
 
 
-def extract_deepcoder(record: dict, row: int, src: str) -> Optional[tuple[str, str]]:
+FUNCTION_CALLS = "graded by function calls (only stdin/stdout problems are kept)"
+
+
+def extract_deepcoder(record: dict, row: int, src: str) -> Extracted:
     """agentica-org/DeepCoder-Preview-Dataset: problem, tests (JSON string), starter_code?; stdio only."""
     problem = text_field(record, row, "problem", src)
     raw = field(record, row, "tests", src)
@@ -103,10 +112,11 @@ def extract_deepcoder(record: dict, row: int, src: str) -> Optional[tuple[str, s
         tests = json.loads(raw) if isinstance(raw, str) else raw
     except json.JSONDecodeError as err:
         raise RowError(row, "tests", f"not valid JSON ({err.msg})", src) from err
-    pairs = ct.stdio_pairs(tests, row, "tests", src)
-    if pairs is None:
-        return None
-    return LCB_HEAD.format(question=problem) + STDIO_TAIL, ct.stdio_truth(*pairs)
+    stdio = ct.stdio_pairs(tests, row, "tests", src)
+    if stdio is None:
+        raise Skip(FUNCTION_CALLS)
+    inputs, outputs, fixes = stdio
+    return LCB_HEAD.format(question=problem) + STDIO_TAIL, ct.stdio_truth(inputs, outputs), fixes
 
 
 @dataclass(frozen=True)
@@ -114,8 +124,13 @@ class CodeSet:
     key: str
     data_source: str
     hub: "HubSource | tuple"
-    extract: Callable[[dict, int, str], Optional[tuple]]
+    extract: Callable[[dict, int, str], Extracted]
     split: str
+
+
+def code_set(name: str, hub: "HubSource | tuple", extract: Callable, split: str) -> CodeSet:
+    """The loader of catalog source ``name`` (its data_source is the catalog's)."""
+    return CodeSet(name, catalog.source(name).data_source, hub, extract, split)
 
 
 # release_v6 = these six files of livecodebench/code_generation_lite. That repo is script-based, which
@@ -126,33 +141,28 @@ _LCB_FILES = tuple(_LCB_URL + f for f in ("test.jsonl", "test2.jsonl", "test3.js
 CODE_SETS = {
     s.key: s
     for s in [
-        CodeSet("humaneval", "humaneval", HubSource("openai/openai_humaneval", "test"), extract_humaneval, "test"),
-        CodeSet("humanevalplus", "humanevalplus", HubSource("evalplus/humanevalplus", "test"), extract_humaneval,
-                "test"),
-        CodeSet("mbpp", "mbpp", HubSource("google-research-datasets/mbpp", "test", "full"), extract_mbpp, "test"),
-        CodeSet("mbppplus", "mbppplus", HubSource("evalplus/mbppplus", "test"), extract_mbppplus, "test"),
-        CodeSet("livecodebench", "livecodebench",
-                HubSource("json", "train", data_files=_LCB_FILES),
-                extract_livecodebench, "test"),
-        CodeSet("deepcoder", "deepcoder",
-                tuple(HubSource("agentica-org/DeepCoder-Preview-Dataset", "train", n)
-                      for n in ("primeintellect", "taco", "lcbv5")),
-                extract_deepcoder, "train"),
+        code_set("humaneval", HubSource("openai/openai_humaneval", "test"), extract_humaneval, "test"),
+        code_set("humanevalplus", HubSource("evalplus/humanevalplus", "test"), extract_humaneval, "test"),
+        code_set("mbpp", HubSource("google-research-datasets/mbpp", "test", "full"), extract_mbpp, "test"),
+        code_set("mbppplus", HubSource("evalplus/mbppplus", "test"), extract_mbppplus, "test"),
+        code_set("livecodebench", HubSource("json", "train", data_files=_LCB_FILES), extract_livecodebench, "test"),
+        code_set("deepcoder", tuple(HubSource("agentica-org/DeepCoder-Preview-Dataset", "train", n)
+                                    for n in ("primeintellect", "taco", "lcbv5")), extract_deepcoder, "train"),
     ]
 }
 
 
-def build_code_rows(records: list[dict], spec: CodeSet, template: str = "echo", src: str = "") -> list[dict]:
-    """Rows for ``records`` in source order; ``extra_info.index`` counts the rows kept."""
-    rows, skipped = [], 0
-    for row, record in enumerate(tqdm(records, desc=f"{spec.key}: building rows", unit="row")):
-        built = spec.extract(record, row, src)
-        if built is None:
-            skipped += 1
-            continue
-        task, truth = built
-        rows.append(make_row(spec.data_source, code_prompt(task, template), "code", truth, len(rows), spec.split))
-    if skipped:
-        print(f"[{spec.key}] left out {skipped} of {len(records)} problems graded by function calls "
-              "(only stdin/stdout problems are kept)", flush=True)
-    return rows
+def build_code_rows(
+    records: list[dict], spec: CodeSet, template: str = "echo", src: str = ""
+) -> tuple[list[dict], BuildLog]:
+    """Rows for ``records`` in source order (``extra_info.index`` counts the rows kept) and the build's log."""
+    log = BuildLog(spec.key)
+
+    def make(record: dict, row: int, kept: int) -> list[dict]:
+        task, truth, fixes = spec.extract(record, row, src)
+        for fix in fixes:
+            log.normalise(fix)
+        return [make_row(spec.data_source, code_prompt(task, template), "code", truth, kept, spec.split)]
+
+    lenient = catalog.source(spec.key).role == catalog.TRAIN
+    return collect_rows(records, log, lenient, make, src), log

@@ -86,17 +86,47 @@ def decode_lcb_tests(blob: str, row: int, key: str, src: str) -> list[dict]:
         raise RowError(row, key, f"neither JSON nor base64/zlib/pickle JSON ({type(err).__name__})", src) from err
 
 
+LIST_JOINED = "list-valued test input/output joined into lines (as TACO's and rLLM's stdio runners do)"
+NUMBER_AS_TEXT = "numeric test input/output written as text"
+TRUNCATED = "unequal inputs/outputs lists cut to the shorter (rLLM's DeepCoder loader zips them)"
+
+
+def stdio_text(value, row: int, key: str, what: str, src: str, fixes: list) -> str:
+    """One stdin or expected-stdout value as text; a list of lines is joined, a number is written out.
+
+    ``fixes`` collects the normalisations applied (see the module constants). Anything else: RowError.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        fixes.append(NUMBER_AS_TEXT)
+        return str(value)
+    if isinstance(value, list) and all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
+        fixes.append(LIST_JOINED)
+        return "\n".join(str(v) for v in value)
+    raise RowError(row, key, f"{what} is a {type(value).__name__}, not text or a list of lines", src)
+
+
 def stdio_pairs(tests, row: int, key: str, src: str):
-    """(inputs, outputs) of a stdin/stdout test list in any DeepCoder / LiveCodeBench layout, or None.
+    """(inputs, outputs, fixes) of a stdin/stdout test list in any DeepCoder / LiveCodeBench layout, or None.
 
     Layouts: TACO {"inputs": [...], "outputs": [...], "fn_name"?}; LiveCodeBench [{"input", "output",
     "testtype": "stdin"|"functional"}]; PrimeIntellect [{"type": "stdin_stdout"|"function_call", ...}];
     plain [{"input", "output"}]. None means "function-call tests" (not stdio). Malformed -> RowError.
+
+    TACO rows are normalised as the DeepCoder authors' code does (rLLM): list-valued values are joined into
+    lines, numbers written as text; lists of unequal length are cut to the shorter, as rLLM's DeepCoder
+    loader does by zipping them (its ``taco_to_lcb_format`` instead repeats the first element, which would
+    pair inputs with another test's expected output). ``fixes`` names each normalisation applied.
     """
+    fixes: list[str] = []
     if isinstance(tests, dict):
         if tests.get("fn_name"):
             return None
         inputs, outputs = tests.get("inputs"), tests.get("outputs")
+        if isinstance(inputs, list) and isinstance(outputs, list) and len(inputs) != len(outputs):
+            fixes.append(TRUNCATED)
+            inputs, outputs = inputs[: len(outputs)], outputs[: len(inputs)]
     elif isinstance(tests, list):
         if any(not isinstance(t, dict) for t in tests):
             raise RowError(row, key, "test list items must be objects", src)
@@ -108,8 +138,6 @@ def stdio_pairs(tests, row: int, key: str, src: str):
         raise RowError(row, key, f"expected a JSON object or list of tests, got {type(tests).__name__}", src)
     if not isinstance(inputs, list) or not isinstance(outputs, list) or len(inputs) != len(outputs) or not inputs:
         raise RowError(row, key, "needs equal-length, non-empty inputs and outputs", src)
-    for name, values in (("input", inputs), ("output", outputs)):
-        bad = [i for i, v in enumerate(values) if not isinstance(v, str)]
-        if bad:
-            raise RowError(row, key, f"test {bad[0]}: {name} is not a string", src)
-    return inputs, outputs
+    inputs = [stdio_text(v, row, key, f"test {i}: input", src, fixes) for i, v in enumerate(inputs)]
+    outputs = [stdio_text(v, row, key, f"test {i}: output", src, fixes) for i, v in enumerate(outputs)]
+    return inputs, outputs, sorted(set(fixes))

@@ -1,10 +1,12 @@
 """Math sets: the training sets (OpenR1-46k, DAPO-17k, MATH-lighteval, DeepScaleR) and the evaluation suite.
 
-Each set is a `MathSet`: where it lives on the hub, how one source record gives (problem, ground truth),
-the exact ``data_source`` string the reward functions dispatch on, and the default repeat count.
+Each set is a `MathSet`: where it lives on the hub and how one source record gives (problem, ground
+truth); its ``data_source`` and default repeat count come from echorl_verl/data/catalog.py.
 `build_math_rows` turns records into rows; row i of the source is problem i (after de-duplication) and
 each problem is written ``repeat`` times in a row, all copies with the same ``extra_info.index``
 (the convention of shared/data/benchmarks/math_eval_suite.parquet: one sample per row gives avg@K).
+A training set skips (and counts) the records it cannot use, e.g. DeepScaleR's rows without an answer;
+an evaluation set stops at its first bad record (see echorl_verl/data/outcome.py).
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from tqdm import tqdm
-
+from echorl_verl.data import catalog
+from echorl_verl.data.outcome import BuildLog, Skip, collect_rows
 from echorl_verl.data.rows import RowError, as_text, field, list_field, make_row, text_field
 from echorl_verl.data.sources import HubSource
 from echorl_verl.data.templates import math_prompt
@@ -111,37 +113,32 @@ class MathSet:
     note: str = ""
 
 
-TRAIN_SETS = {
-    s.key: s
-    for s in [
-        MathSet("openr1", "Elliott/Openr1-Math-46k-8192", HubSource("Elliott/Openr1-Math-46k-8192", "train"),
-                extract_openr1, "train", note="the EchoRL authors' training set"),
-        MathSet("dapo", "BytedTsinghua-SIA/DAPO-Math-17k", HubSource("BytedTsinghua-SIA/DAPO-Math-17k", "train"),
-                extract_dapo, "train", dedup=True, note="the hub copy repeats each problem; de-duplicated"),
-        MathSet("math_lighteval", "DigitalLearningGmbH/MATH-lighteval",
-                HubSource("DigitalLearningGmbH/MATH-lighteval", "train"), extract_lighteval, "train"),
-        MathSet("deepscaler", "agentica-org/DeepScaleR-Preview-Dataset",
-                HubSource("agentica-org/DeepScaleR-Preview-Dataset", "train"), columns("problem", "answer"), "train"),
-    ]
-}
+def math_set(name: str, hub: HubSource, extract: Extractor, split: str, **kw) -> MathSet:
+    """The loader of catalog source ``name``: data_source and repeat are the catalog's."""
+    declared = catalog.source(name)
+    return MathSet(name, declared.data_source, hub, extract, split, declared.repeat, **kw)
 
-# split "default" and the repeat counts follow shared/data/benchmarks/math_eval_suite.parquet.
-EVAL_SETS = {
-    s.key: s
-    for s in [
-        MathSet("aime", "aime", HubSource("HuggingFaceH4/aime_2024", "train"), columns("problem", "answer"),
-                "default", repeat=32),
-        MathSet("aime25", "aime25", HubSource("math-ai/aime25", "test"), columns("problem", "answer"),
-                "default", repeat=32),
-        MathSet("amc", "amc", HubSource("AI-MO/aimo-validation-amc", "train"), columns("problem", "answer"),
-                "default", repeat=32, note="AMC 2022+2023, 83 problems, answers as floats ('142.0')"),
-        MathSet("math", "math", HubSource("HuggingFaceH4/MATH-500", "test"), columns("problem", "answer"), "default"),
-        MathSet("minerva", "minerva", HubSource("math-ai/minervamath", "test"), columns("question", "answer"),
-                "default"),
-        MathSet("olympiad_bench", "olympiad_bench", HubSource("Hothan/OlympiadBench", "train", "OE_TO_maths_en_COMP"),
-                columns("question", "final_answer"), "default", note="675 English open-ended competition maths"),
-    ]
-}
+
+_SETS = [
+    math_set("openr1", HubSource("Elliott/Openr1-Math-46k-8192", "train"), extract_openr1, "train",
+             note="the EchoRL authors' training set"),
+    math_set("dapo", HubSource("BytedTsinghua-SIA/DAPO-Math-17k", "train"), extract_dapo, "train", dedup=True,
+             note="the hub copy repeats each problem; de-duplicated"),
+    math_set("math_lighteval", HubSource("DigitalLearningGmbH/MATH-lighteval", "train"), extract_lighteval, "train"),
+    math_set("deepscaler", HubSource("agentica-org/DeepScaleR-Preview-Dataset", "train"), columns("problem", "answer"),
+             "train", note="a few rows have no answer (hub discussion): skipped and counted"),
+    # split "default" and the repeat counts follow shared/data/benchmarks/math_eval_suite.parquet.
+    math_set("aime", HubSource("HuggingFaceH4/aime_2024", "train"), columns("problem", "answer"), "default"),
+    math_set("aime25", HubSource("math-ai/aime25", "test"), columns("problem", "answer"), "default"),
+    math_set("amc", HubSource("AI-MO/aimo-validation-amc", "train"), columns("problem", "answer"), "default",
+             note="AMC 2022+2023, 83 problems, answers as floats ('142.0')"),
+    math_set("math", HubSource("HuggingFaceH4/MATH-500", "test"), columns("problem", "answer"), "default"),
+    math_set("minerva", HubSource("math-ai/minervamath", "test"), columns("question", "answer"), "default"),
+    math_set("olympiad_bench", HubSource("Hothan/OlympiadBench", "train", "OE_TO_maths_en_COMP"),
+             columns("question", "final_answer"), "default", note="675 English open-ended competition maths"),
+]
+TRAIN_SETS = {s.key: s for s in _SETS if catalog.source(s.key).role == catalog.TRAIN}
+EVAL_SETS = {s.key: s for s in _SETS if catalog.source(s.key).role != catalog.TRAIN}
 
 
 def with_columns(spec: MathSet, problem_key: Optional[str], answer_key: Optional[str]) -> MathSet:
@@ -157,20 +154,26 @@ def with_columns(spec: MathSet, problem_key: Optional[str], answer_key: Optional
 
 def build_math_rows(
     records: list[dict], spec: MathSet, template: str = "echo", repeat: Optional[int] = None, src: str = ""
-) -> list[dict]:
-    """Rows for ``records`` (source order). Raises RowError at the first bad record (row index, field)."""
+) -> tuple[list[dict], BuildLog]:
+    """Rows for ``records`` (source order) and what was skipped.
+
+    Training sets skip unusable records (counted by field); evaluation sets raise RowError at the first
+    bad record (row index, field). Duplicates of a ``dedup`` set are skipped and counted.
+    """
     repeat = spec.repeat if repeat is None else repeat
     if repeat < 1:
         raise ValueError(f"--repeat must be >= 1, got {repeat}")
-    rows: list[dict] = []
     seen: set[str] = set()
-    for row, record in enumerate(tqdm(records, desc=f"{spec.key}: building rows", unit="row")):
+
+    def make(record: dict, row: int, kept: int) -> list[dict]:
         problem, truth = spec.extract(record, row, src)
         if spec.dedup:
             if problem in seen:
-                continue
+                raise Skip("duplicate problem (first copy kept)")
             seen.add(problem)
-        index = len(rows) // repeat
         prompt = math_prompt(problem, template)
-        rows.extend(make_row(spec.data_source, prompt, "math", truth, index, spec.split) for _ in range(repeat))
-    return rows
+        return [make_row(spec.data_source, prompt, "math", truth, kept, spec.split) for _ in range(repeat)]
+
+    log = BuildLog(spec.key)
+    lenient = catalog.source(spec.key).role == catalog.TRAIN
+    return collect_rows(records, log, lenient, make, src), log

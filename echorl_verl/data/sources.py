@@ -30,13 +30,46 @@ class HubSource:
 
 
 class SourceError(RuntimeError):
-    """The source could not be read; the message says which and how to fix it."""
+    """The source could not be read; the message says which and how to fix it.
+
+    ``reason`` is the short form a suite summary shows (e.g. "gated: accept the terms on the Hub and
+    `huggingface-cli login`").
+    """
+
+    def __init__(self, message: str, reason: str = "unreadable source"):
+        super().__init__(message)
+        self.reason = reason
+
+
+GATED = "gated: accept the terms on the Hub and `huggingface-cli login`"
+UNREACHABLE = "hub unreachable: check the network (and HF_HUB_OFFLINE), or give a local file (--input / INPUT_DIR)"
+NOT_FOUND = "not on the hub: check the repo, config and split names"
+
+
+def hub_failure_reason(err: BaseException) -> str:
+    """Why ``datasets.load_dataset`` failed, from the exception and its causes (see datasets/load.py:
+    a GatedRepoError becomes DatasetNotFoundError "... is a gated dataset on the Hub", an offline or
+    unreachable hub a ConnectionError "Couldn't reach ...")."""
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    chain, seen = [], err
+    while seen is not None and seen not in chain:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    text = " ".join(str(e) for e in chain)
+    if any(isinstance(e, GatedRepoError) for e in chain) or "is a gated dataset" in text:
+        return GATED
+    if any(isinstance(e, ConnectionError) for e in chain) or "Couldn't reach" in text:
+        return UNREACHABLE
+    if any(isinstance(e, RepositoryNotFoundError) for e in chain) or "doesn't exist on the Hub" in text:
+        return NOT_FOUND
+    return f"hub error: {type(err).__name__}"
 
 
 def load_local(path: str) -> list[dict]:
     """Records of a local json / jsonl / parquet file, in file order."""
     if not os.path.isfile(path):
-        raise SourceError(f"--input {path}: no such file")
+        raise SourceError(f"--input {path}: no such file", "no such input file")
     lower = path.lower()
     if lower.endswith(".parquet"):
         return pq.read_table(path).to_pylist()
@@ -80,7 +113,8 @@ def load_hub(source: HubSource) -> list[dict]:
         raise SourceError(
             f"could not load {source.describe()} from the hub: {type(err).__name__}: {err}. "
             "Without hub access pass --input with a local json/jsonl/parquet copy in the source's schema; "
-            "for gated datasets log in (huggingface-cli login) after accepting the terms on the hub."
+            "for gated datasets log in (huggingface-cli login) after accepting the terms on the hub.",
+            hub_failure_reason(err),
         ) from err
     return [dict(record) for record in dataset]
 

@@ -1,11 +1,15 @@
 """The paper's evaluation suite: which data_source is which table column, in-distribution or not.
 
-data_source values are those data_prep/ writes (data_prep/README.md) and shared/data/benchmarks/ holds.
+Derived from echorl_verl/data/catalog.py (the sets declared with an ID/OOD group, in the catalog's
+order), where each source is declared once; data_source values are those data_prep/ writes and
+shared/data/benchmarks/ holds.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from echorl_verl.data import catalog
 
 
 @dataclass(frozen=True)
@@ -15,19 +19,9 @@ class Benchmark:
     group: str  # "ID" (math, in-distribution) or "OOD"
 
 
-SUITE: tuple[Benchmark, ...] = (
-    Benchmark("aime", "AIME24", "ID"),
-    Benchmark("aime25", "AIME25", "ID"),
-    Benchmark("amc", "AMC23", "ID"),
-    Benchmark("math", "MATH-500", "ID"),
-    Benchmark("minerva", "Minerva", "ID"),
-    Benchmark("olympiad_bench", "Olympiad", "ID"),
-    Benchmark("arc_c", "ARC-C", "OOD"),
-    Benchmark("gpqa", "GPQA-D", "OOD"),
-    Benchmark("mmlu_pro", "MMLU-Pro", "OOD"),
-)
+SUITE: tuple[Benchmark, ...] = tuple(Benchmark(s.data_source, s.label, s.group) for s in catalog.select(suite=True))
 BY_SOURCE = {b.source: b for b in SUITE}
-GROUPS = ("ID", "OOD")
+GROUPS = catalog.GROUPS
 
 
 def group_sources(group: str) -> list[str]:
