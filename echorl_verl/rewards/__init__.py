@@ -4,8 +4,14 @@ Use in a verl 0.9.1 config::
 
     reward.custom_reward_function.path=pkg://echorl_verl.rewards
     reward.custom_reward_function.name=compute_score
-    # optional, passed as keyword arguments:
+    # optional, passed as keyword arguments (verl's get_custom_reward_fn binds reward_kwargs to every call):
     +reward.custom_reward_function.reward_kwargs.sandbox_fusion_url=http://host:8080/run_code
+    +reward.custom_reward_function.reward_kwargs.math_format=think    # the EchoRL/LUFFY authors' math reward
+
+Math formats (``math_format``): ``boxed`` (default) compares the last ``\\boxed{}`` after any ``</think>``;
+``think`` is the authors' reward (LUFFY's reward_impl_version=3, which the EchoRL authors forked): the
+response gets ``<think>\\n`` in front, one without ``</think>`` scores 0, and math-verify's default parse
+runs on the text after the first ``</think>`` (see ``math_answer.score_math_think``).
 
 Every call returns the same keys (verl's reward loop builds one array per key from the FIRST
 result's keys, so a key missing in a later row would raise KeyError there)::
@@ -19,7 +25,10 @@ itself could not decide (math check timed out, sandbox unavailable); such rows s
 the program): counted, and past a bound the run stops (``infra.py``; ``max_infra_errors``).
 
 Model output can never make this raise. Bad DATA does: an unknown ``data_source`` or a
-malformed ground truth raises ValueError naming what is wrong.
+malformed ground truth raises ValueError naming what is wrong (so does an unknown ``math_format``).
+
+Which data_source is which family (math / choice / code) is declared once, in
+echorl_verl/data/catalog.py; the toy task's ``echorl/addition`` is scored by echorl_verl.toy.reward.
 """
 
 from __future__ import annotations
@@ -28,30 +37,19 @@ import importlib
 import importlib.util
 from typing import Any
 
-MATH_SOURCES = frozenset(
-    {
-        # training sets written by data_prep
-        "Elliott/Openr1-Math-46k-8192",
-        "BytedTsinghua-SIA/DAPO-Math-17k",
-        "DigitalLearningGmbH/MATH-lighteval",
-        "agentica-org/DeepScaleR-Preview-Dataset",
-        # evaluation (math_eval_suite.parquet; "math" is MATH-500)
-        "aime",
-        "aime25",
-        "amc",
-        "math",
-        "minerva",
-        "olympiad_bench",
-    }
-)
-CHOICE_SOURCES = frozenset({"arc_c", "gpqa", "mmlu_pro"})
-CODE_SOURCES = frozenset({"humaneval", "humanevalplus", "mbpp", "mbppplus", "livecodebench", "deepcoder"})
+from echorl_verl.data.catalog import data_sources
+
+MATH_SOURCES = data_sources("math")
+CHOICE_SOURCES = data_sources("choice")
+CODE_SOURCES = data_sources("code")
 #: scored by echorl_verl.toy.reward (owned by the CPU demo), imported only when needed
 TOY_SOURCES = frozenset({"echorl/addition"})
 KNOWN_DATA_SOURCES = MATH_SOURCES | CHOICE_SOURCES | CODE_SOURCES | TOY_SOURCES
 RESULT_KEYS = ("score", "acc", "pred", "error", "infra_error")
+#: ``math_format`` values: the default boxed-answer check, or the authors' </think> + math-verify reward
+MATH_FORMATS = ("boxed", "think")
 
-__all__ = ["compute_score", "KNOWN_DATA_SOURCES", "RESULT_KEYS", "math_golds"]
+__all__ = ["compute_score", "KNOWN_DATA_SOURCES", "MATH_FORMATS", "RESULT_KEYS", "math_golds"]
 
 
 #: ``pred`` is cut to this many characters (it is kept per row in verl's batch and logs)
@@ -134,15 +132,21 @@ def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kw
             label (A-Z or 1-9); code: the dict/JSON described in ``code_score``.
         extra_info: the row's extra_info; ``sandbox_fusion_url`` is read from it for code.
         kwargs: ``sandbox_fusion_url``, ``memory_limit_mb``, ``max_infra_errors`` (code), ``math_timeout_s`` (math,
-            default 10 s); others (verl's ``reward_router_address``...) are ignored.
+            default 10 s), ``math_format`` (math: "boxed" or "think", see the module docstring); others
+            (verl's ``reward_router_address``...) are ignored.
     """
     data_source = str(data_source)
     text = _as_text(solution_str)
+    math_format = kwargs.get("math_format", "boxed")
+    if math_format not in MATH_FORMATS:
+        raise ValueError(f"math_format={math_format!r}: choose one of {', '.join(MATH_FORMATS)} "
+                         "(+reward.custom_reward_function.reward_kwargs.math_format=...)")
     if data_source in MATH_SOURCES:
-        from echorl_verl.rewards.math_answer import CALL_TIMEOUT_S, score_math
+        from echorl_verl.rewards.math_answer import CALL_TIMEOUT_S, score_math, score_math_think
 
         golds = math_golds(ground_truth)
-        correct, pred, error = score_math(text, golds, float(kwargs.get("math_timeout_s", CALL_TIMEOUT_S)))
+        score = score_math_think if math_format == "think" else score_math
+        correct, pred, error = score(text, golds, float(kwargs.get("math_timeout_s", CALL_TIMEOUT_S)))
         return _result(correct, pred, error)
     if data_source in CHOICE_SOURCES:
         from echorl_verl.rewards.multiple_choice import score_choice
@@ -155,5 +159,5 @@ def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kw
         return _score_toy(data_source, solution_str, ground_truth, extra_info, **kwargs)
     raise ValueError(
         f"unknown data_source {data_source!r} for echorl_verl.rewards.compute_score; known: {sorted(KNOWN_DATA_SOURCES)}. "
-        "Add it to the registry in echorl_verl/rewards/__init__.py with the scorer it needs."
+        "Declare it in echorl_verl/data/catalog.py with its family (math, choice or code)."
     )

@@ -1,4 +1,5 @@
-"""Answer extraction from model responses: the last ``\\boxed{...}`` and the last code block.
+"""Answer extraction from model responses: the last ``\\boxed{...}``, the text the authors' math reward
+parses (after ``</think>``) and the last code block.
 
 Everything here is linear in the length of the response (string scans, no backtracking
 regexes), so it is safe on hostile strings of any size.
@@ -13,6 +14,20 @@ def strip_thinking(response: str) -> str:
     """Return the part of ``response`` after the last ``</think>`` (the whole string if absent)."""
     cut = response.rfind("</think>")
     return response if cut < 0 else response[cut + len("</think>") :]
+
+
+def think_solution(response: str) -> str | None:
+    """The text the EchoRL/LUFFY authors' math reward parses, or None when it scores the response 0.
+
+    Their reward (LUFFY verl/mix_src: ``"<think>\\n" + response``, then math_verify_reward.py) requires
+    both ``<think>`` and ``</think>`` and keeps ``split("</think>")[1]``: the text between the first
+    ``</think>`` and the next one (to the end when there is one). With ``<think>`` prepended, only a
+    missing ``</think>`` gives None.
+    """
+    full = "<think>\n" + response
+    if "</think>" not in full:
+        return None
+    return full.split("</think>")[1]
 
 
 def _balanced_from(text: str, open_idx: int) -> str | None:
