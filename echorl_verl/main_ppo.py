@@ -35,7 +35,7 @@ from echorl_verl.preflight import PreflightError, preflight
 FORWARDED_PREFIXES = ("VERL_", "ECHORL_", "WANDB_", "HF_", "HUGGING_FACE_", "TRANSFORMERS_", "NCCL_", "TOKENIZERS_",
                       "OMP_WAIT_POLICY")
 #: never forwarded unless ECHORL_FORWARD_SECRETS=1: verl prints the runtime env (`ray init kwargs: ...`)
-SECRET = re.compile(r"(^|_)(KEY|TOKEN|SECRET|PASSWORD)(_|$)", re.IGNORECASE)
+SECRET = re.compile(r"(^|_)(KEY|TOKEN|SECRET|PASSWORD)$", re.IGNORECASE)
 #: set per process by Ray or the recipes' own bookkeeping: never forwarded
 NOT_FORWARDED = ("ECHORL_DRY_RUN", "ECHORL_RESOLVED_CONFIG", "ECHORL_FORWARD_SECRETS")
 

@@ -11,7 +11,7 @@
 #       --local_dir runs/<run>/checkpoints/global_step_<N>/actor --target_dir <HF folder>
 #
 # Settings (environment, with recipes/common.sh's defaults for the rest):
-#   MODEL_PATH  the model to evaluate (default: the base model Qwen/Qwen2.5-Math-7B)
+#   MODEL_PATH  the model to evaluate (default: the 16k-position base model the recipes train)
 #   NAME        label; metrics go to $RUN_ROOT/eval_$NAME/metrics.jsonl (default: basename of MODEL_PATH).
 #               Name it <algo>_echo_<x> / <algo>_baseline_<x> so `report table` pairs them into a delta row.
 #   DATA_DIR    folder with data_prep/all.sh's output (<set>.parquet; default <repo>/data/echorl)
@@ -20,15 +20,18 @@
 #   GPUS_PER_NODE, NNODES, ROLLOUT_TP, GPU_MEM_UTIL, MAX_RESPONSE, PYTHON: as in recipes/common.sh
 set -euo pipefail
 
-DATA_DIR="${DATA_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/data/echorl}"
-SUITE_SETS=(aime aime25 amc math minerva olympiad_bench arc_c gpqa mmlu_pro)
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DATA_DIR="${DATA_DIR:-$REPO/data/echorl}"
+PYTHON="${PYTHON:-python3}"
 if [ -z "${VAL_FILES:-}" ]; then
+    # the paper's evaluation suite, as the catalog (echorl_verl/data/catalog.py) declares it
+    read -r -a SUITE_SETS <<< "$(cd "$REPO" && "$PYTHON" -m echorl_verl.data.catalog sets --suite)" || exit 2
     suite=()
     for s in "${SUITE_SETS[@]}"; do suite+=("$DATA_DIR/$s.parquet"); done
     VAL_FILES="[$(IFS=,; echo "${suite[*]}")]"
 fi
 TRAIN_FILES="${TRAIN_FILES:-$DATA_DIR/math.parquet}"
-MODEL_PATH="${MODEL_PATH:-Qwen/Qwen2.5-Math-7B}"
+MODEL_PATH="${MODEL_PATH:-Elliott/Qwen2.5-Math-7B-16k-think}"
 NAME="${NAME:-$(basename "$MODEL_PATH")}"
 
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"

@@ -9,6 +9,7 @@
 : "${PYTHON:=$([ -x "$REPO/.venv/bin/python" ] && echo "$REPO/.venv/bin/python" || echo python3)}"
 ECHORL_CACHE="${ECHORL_CACHE:-$HOME/.cache/echorl_verl}"
 : "${TOY_DIR:=$ECHORL_CACHE/toy-default}"
+TOY_DIR="${TOY_DIR/#\~/$HOME}"   # a study file may write ~/...
 : "${MODEL_PATH:=$TOY_DIR/model}"
 : "${TRAIN_FILES:=$TOY_DIR/data/train.parquet}"
 : "${VAL_FILES:=$TOY_DIR/data/val.parquet}"

@@ -144,12 +144,12 @@ def test_environment_reaches_the_ray_runtime_env_without_secrets(tmp_path):
     cfg = config(model_dir(tmp_path, 16384), "+ray_kwargs.ray_init.runtime_env.env_vars.NCCL_DEBUG=INFO")
     environ = {"VERL_FILE_LOGGER_PATH": "/runs/a/metrics.jsonl", "WANDB_PROJECT": "p", "WANDB_API_KEY": "s3cret",
                "HF_TOKEN": "hf_x", "NCCL_DEBUG": "WARN", "TOKENIZERS_PARALLELISM": "false", "HOME": "/root",
-               "CUDA_VISIBLE_DEVICES": "0", "ECHORL_DRY_RUN": "1"}
+               "CUDA_VISIBLE_DEVICES": "0", "ECHORL_DRY_RUN": "1", "ECHORL_DUMP_TOKEN_IDS": "1"}
     withheld = forward_environment(cfg, environ)
     env_vars = dict(cfg.ray_kwargs.ray_init.runtime_env.env_vars)
     assert env_vars == {"VERL_FILE_LOGGER_PATH": "/runs/a/metrics.jsonl", "WANDB_PROJECT": "p",
                         "NCCL_DEBUG": "INFO",  # the config's own value wins
-                        "TOKENIZERS_PARALLELISM": "false"}
+                        "TOKENIZERS_PARALLELISM": "false", "ECHORL_DUMP_TOKEN_IDS": "1"}
     assert withheld == ["HF_TOKEN", "WANDB_API_KEY"]
     cfg = config(model_dir(tmp_path, 16384, "m2"))
     forward_environment(cfg, dict(environ, ECHORL_FORWARD_SECRETS="1"))

@@ -212,7 +212,7 @@ def test_echo_and_baseline_change_every_weight(smoke_study):
 @pytest.fixture(scope="session")
 def verl_main(recipe_run):
     """verl's unmodified `python -m verl.trainer.main_ppo` (recipes/cpu_grpo_baseline.sh, ENTRY=verl), seed 0."""
-    return recipe_run("cpu_grpo_baseline.sh", SEED="0")
+    return recipe_run("cpu_grpo_baseline.sh", SEED="0", SAVE_FREQ="2")  # as the smoke study
 
 
 def test_verls_own_main_ppo_runs_and_syncs_weights(verl_main):
@@ -258,7 +258,7 @@ def test_a_resumed_run_continues_with_echo_and_loses_nothing(tmp_path_factory, t
     run_dir = tmp_path_factory.mktemp("resume")
     run_recipe(run_dir, "drgrpo_echo_qwen.sh", SAVE_FREQ="2", TOTAL_STEPS="2")
     second = run_recipe(run_dir, "drgrpo_echo_qwen.sh", "trainer.resume_mode=auto", SAVE_FREQ="2", TOTAL_STEPS="4")
-    assert sorted(os.listdir(run_dir)) >= ["metrics.1.jsonl", "metrics.jsonl"]
+    assert {"metrics.jsonl", "metrics.1.jsonl"} <= set(os.listdir(run_dir))
     first_file = [json.loads(line)["step"] for line in open(run_dir / "metrics.jsonl")]
     second_file = [json.loads(line)["step"] for line in open(run_dir / "metrics.1.jsonl")]
     assert set(first_file) == {1, 2} and set(second_file) == {3, 4}  # attempt 2 started from the checkpoint
@@ -300,8 +300,10 @@ def cluster_run(toy_dir, tmp_path_factory):
     assert start.returncode == 0, start.stderr[-2000:]
     try:
         run_dir = tmp_path_factory.mktemp("cluster")
+        # scope=all_successes: clips from every success rollout, so that step 1 surely has some to recompute
         return run_recipe(run_dir, "grpo_echo_qwen.sh", "~ray_kwargs.ray_init.num_cpus", "~ray_kwargs.ray_init.num_gpus",
-                          RAY_ADDRESS=f"127.0.0.1:{port}", GPUS_PER_NODE="2", MINI_BATCH="16", TOTAL_STEPS="1",
+                          "echo.scope=all_successes",
+                          RAY_ADDRESS="auto", RAY_AUTH_MODE="token", GPUS_PER_NODE="2", MINI_BATCH="16", TOTAL_STEPS="1",
                           ECHORL_DUMP_TOKEN_IDS="1")
     finally:
         subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
@@ -318,8 +320,7 @@ def test_the_echo_term_is_exact_with_packing_dynamic_batches_and_two_ranks(clust
     from transformers import AutoModelForCausalLM
 
     m = cluster_run["steps"][1]
-    if m["echo/clip_rollouts"] == 0:
-        pytest.skip("no all-success group in this step's batch")
+    assert m["echo/clip_rollouts"] > 0
     model = AutoModelForCausalLM.from_pretrained(os.path.join(TOY, "model"), dtype=torch.float64).eval()
     nll, tokens = 0.0, 0
     for line in open(cluster_run["dir"] / "rollouts" / "1.jsonl"):
@@ -336,3 +337,25 @@ def test_the_echo_term_is_exact_with_packing_dynamic_batches_and_two_ranks(clust
         nll -= float(token_logp[mask].sum())
         tokens += int(mask.sum())
     assert m["actor/echo_loss"] == pytest.approx(nll / tokens, rel=1e-4)
+
+
+def test_the_clip_viewer_on_a_real_run_opens_in_chromium(smoke_study, tmp_path):
+    """`python -m echorl_verl.report clips RUN_DIR` on the smoke study's echo run, looked at in headless Chromium."""
+    import shutil
+
+    run_dir = smoke_study["runs"]["grpo_echo", 0]["dir"]
+    out = tmp_path / "clips.html"
+    proc = subprocess.run([PYTHON, "-m", "echorl_verl.report", "clips", str(run_dir), "--out", str(out)],
+                          capture_output=True, text=True, env=clean_env(), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    page = out.read_text()
+    assert "clip ends at token" in page and os.path.exists(str(out).replace(".html", ".png"))
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("needs Chromium (make test installs Debian's chromium when it can): the page was checked as HTML only")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0", "--dump-dom"]
+    done = subprocess.run([chromium, *flags, f"file://{out}"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "clip ends at token" in done.stdout
+    assert [line for line in done.stderr.splitlines() if ":CONSOLE" in line] == []

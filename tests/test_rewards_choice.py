@@ -68,9 +68,9 @@ def test_no_answer(response):
 
 
 def test_scores_and_keys():
-    assert compute_score("gpqa", "Answer: C", "C") == {"score": 1.0, "acc": 1.0, "pred": "C", "error": ""}
-    assert compute_score("mmlu_pro", "\\boxed{I}", "J") == {"score": 0.0, "acc": 0.0, "pred": "I", "error": ""}
-    assert compute_score("arc_c", "no idea", "A") == {"score": 0.0, "acc": 0.0, "pred": "", "error": ""}
+    assert compute_score("gpqa", "Answer: C", "C") == {"score": 1.0, "acc": 1.0, "pred": "C", "error": "", "infra_error": 0.0}
+    assert compute_score("mmlu_pro", "\\boxed{I}", "J") == {"score": 0.0, "acc": 0.0, "pred": "I", "error": "", "infra_error": 0.0}
+    assert compute_score("arc_c", "no idea", "A") == {"score": 0.0, "acc": 0.0, "pred": "", "error": "", "infra_error": 0.0}
     assert compute_score("arc_c", "The answer is (2)", " 2 ")["score"] == 1.0
     assert compute_score("gpqa", "Answer: c", "(C)")["score"] == 0.0  # lower case outside a box is not a label
 

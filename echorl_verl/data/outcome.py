@@ -100,7 +100,7 @@ def collect_rows(records: list, log: BuildLog, lenient: bool, make: RowMaker, sr
 
 def write_summary(path: str, summary: dict) -> None:
     """Write one set's summary as JSON, whole or not at all."""
-    from echorl_verl.report.atomic import write_text
+    from echorl_verl.atomic import write_text
 
     write_text(path, json.dumps(summary, indent=1, sort_keys=True) + "\n")
 
