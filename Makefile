@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.echorl-installed
 
-.PHONY: env test demo bench clean-env
+.PHONY: env test demo bench study browser clean-env
 
 env: $(STAMP)
 
@@ -15,8 +15,22 @@ $(STAMP): setup.py constraints.txt
 	@$(PY) -c "import verl, echorl_verl.plugin; from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY as R; assert 'echo' in R, 'echorl plugin not registered'"
 	@touch $(STAMP)
 
-test: env
+test: env browser
 	$(PY) -m pytest -q --import-mode=importlib -p no:cacheprovider tests
+
+# The EchoClip viewer's browser check needs Chromium: installed from Debian's packages when missing and
+# possible (root, apt); otherwise that one check is skipped and says so.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "note: chromium not installed; the viewer's browser check will be skipped"; }
+
+# The toy study (docs/study.md): long (hours on 2 cores); a rerun skips finished runs, so it can be resumed.
+STUDY ?= recipes/studies/toy_echo.yaml
+study: env
+	$(PY) -m echorl_verl.study run $(STUDY)
+	$(PY) -m echorl_verl.study report runs/study_toy_echo --out docs/study
+	$(PY) -m echorl_verl.study export runs/study_toy_echo --out docs/study/runs
 
 demo: env
 	bash recipes/cpu_demo.sh
