@@ -121,14 +121,14 @@ class EchoPPOTrainer(PPOTrainerSync):
             return super()._compute_advantage(batch, metrics)
 
         start = time.perf_counter()
-        clip_mask, not_padding = self._select_clips(batch, metrics)
+        clip_mask, not_padding, response_mask_nested = self._select_clips(batch, metrics)
         metrics["timing_s/echo_select"] = time.perf_counter() - start
 
         batch = super()._compute_advantage(batch, metrics)  # verl's own step, exactly the baseline's
         if self.echo.mode == "advantage":
             return self._fold_advantages(batch, clip_mask, not_padding, metrics)
-        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["response_mask"])
-        fields = TensorDict({CLIP_MASK_KEY: response_to_nested(clip_mask, data["response_mask"])}, batch_size=len(batch))
+        # the nested layout of verl's own advantages (it, too, uses the response mask read before its step)
+        fields = TensorDict({CLIP_MASK_KEY: response_to_nested(clip_mask, response_mask_nested)}, batch_size=len(batch))
         return tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
 
     def _fold_advantages(self, batch: KVBatchMeta, clip_mask, not_padding, metrics: dict) -> KVBatchMeta:
@@ -142,8 +142,8 @@ class EchoPPOTrainer(PPOTrainerSync):
         fields = TensorDict({"advantages": response_to_nested(advantages, response_mask_nested)}, batch_size=len(batch))
         return tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
 
-    def _select_clips(self, batch: KVBatchMeta, metrics: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """Select the EchoClips of this batch; returns the padded [B, T] mask and [B] not-padding rows."""
+    def _select_clips(self, batch: KVBatchMeta, metrics: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Select the EchoClips of this batch: the padded [B, T] mask, [B] not-padding rows, verl's nested response mask."""
         dump = bool(self.config.trainer.get("rollout_data_dir"))
         fields = ["responses", "response_mask", "entropy", "uid", "rm_scores", "extra_fields"]
         if dump and os.environ.get(DUMP_TOKEN_IDS) == "1":
@@ -152,6 +152,7 @@ class EchoPPOTrainer(PPOTrainerSync):
         uids = np.array(data.pop("uid").tolist(), dtype=object)
         extra_fields = data.pop("extra_fields").tolist()
         prompts = [p.tolist() for p in data.pop("prompts").unbind()] if "prompts" in data.keys() else None
+        response_mask_nested = data["response_mask"]
         data = data.to_padded_tensor()
         metrics["reward/infra_error_rows"] = infra_error_rows(extra_fields)
 
@@ -173,7 +174,7 @@ class EchoPPOTrainer(PPOTrainerSync):
         metrics.update(selection_metrics(clips, data["response_mask"]))
         if dump:
             self._remember_clip_facts(batch.keys, clips, data, prompts)
-        return clips.mask, not_padding
+        return clips.mask, not_padding, response_mask_nested
 
     def _update_actor(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
         every = self.echo.grad_telemetry_every if self.echo.enable else 0
