@@ -137,11 +137,13 @@ def test_quick_build_is_complete_and_cached(quick_build):
     assert report["cached"] is True and report["params"] > 10_000
     with open(os.path.join(quick_build, "manifest.json")) as f:
         assert json.load(f)["hash"] == QUICK.digest()
-    from echorl_verl.cpu.preflight import check_data, check_model
+    from omegaconf import OmegaConf
+
+    from echorl_verl.preflight import check_data, check_model_path
 
     p = paths(quick_build)
-    check_model({"actor_rollout_ref": {"model": {"path": p["model"]}}})
-    check_data({"data": {"train_files": p["train"], "val_files": [p["val"]]}})
+    check_model_path(OmegaConf.create({"actor_rollout_ref": {"model": {"path": p["model"]}}}))
+    check_data(OmegaConf.create({"data": {"train_files": p["train"], "val_files": [p["val"]]}}))
 
 
 def test_build_rebuilds_on_other_settings_and_after_a_crash(tmp_path):
