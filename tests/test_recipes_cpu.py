@@ -110,7 +110,10 @@ def smoke_study(toy_dir, tmp_path_factory):
 
 
 def echo_run(recipe_run, smoke_study, algorithm):
-    return smoke_study["runs"]["grpo_echo", 0] if algorithm == "grpo" else recipe_run(f"{algorithm}_echo_qwen.sh")
+    if algorithm == "grpo":
+        return smoke_study["runs"]["grpo_echo", 0]
+    # Dr.GRPO checkpoints its last step: the resume test continues that run
+    return recipe_run(f"{algorithm}_echo_qwen.sh", **({"SAVE_FREQ": "2"} if algorithm == "drgrpo" else {}))
 
 
 def baseline_run(recipe_run, smoke_study, algorithm):
@@ -252,11 +255,11 @@ def test_the_smoke_study_report(smoke_study):
 
 
 # ------------------------------------------------------------------ resume, advantage mode
-def test_a_resumed_run_continues_with_echo_and_loses_nothing(tmp_path_factory, toy_dir):
-    """Attempt 1 trains 2 of 4 steps and checkpoints; attempt 2 (trainer.resume_mode=auto) goes on to step 4.
-    Each attempt has its own metrics file; the report reads both."""
-    run_dir = tmp_path_factory.mktemp("resume")
-    run_recipe(run_dir, "drgrpo_echo_qwen.sh", SAVE_FREQ="2", TOTAL_STEPS="2")
+def test_a_resumed_run_continues_with_echo_and_loses_nothing(recipe_run, smoke_study):
+    """Attempt 1 (the Dr.GRPO + EchoRL recipe run) trained 2 steps and checkpointed; attempt 2, the same command
+    with 4 steps (trainer.resume_mode=auto, verl's default), goes on to step 4. Each attempt has its own metrics
+    file; the report reads both."""
+    run_dir = echo_run(recipe_run, smoke_study, "drgrpo")["dir"]
     second = run_recipe(run_dir, "drgrpo_echo_qwen.sh", "trainer.resume_mode=auto", SAVE_FREQ="2", TOTAL_STEPS="4")
     assert {"metrics.jsonl", "metrics.1.jsonl"} <= set(os.listdir(run_dir))
     first_file = [json.loads(line)["step"] for line in open(run_dir / "metrics.jsonl")]
