@@ -12,9 +12,11 @@ ranks on a Ray cluster started before the script (the multi-node path) with the 
 import json
 import math
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 
 import pytest
 import torch
@@ -295,21 +297,27 @@ def cluster_run(toy_dir, tmp_path_factory):
     VERL_FILE_LOGGER_PATH. One mini-batch per step, so step 1's echo loss is the initial model's."""
     ray = os.path.join(os.path.dirname(PYTHON), "ray")
     port = _free_port()
-    env = clean_env(RAY_ADDRESS="")
-    env.pop("RAY_ADDRESS")
-    start = subprocess.run([ray, "start", "--head", f"--port={port}", "--num-cpus=16", "--num-gpus=2",
-                            "--include-dashboard=false", "--disable-usage-stats"], env=env, capture_output=True,
-                           text=True, timeout=180)
+    env = clean_env()
+    # its own temp dir (short: Ray's socket paths must stay under 108 bytes), so that only this cluster is stopped
+    # afterwards; `ray stop` would stop every Ray instance of the machine, other users' training runs included
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    start = subprocess.run([ray, "start", "--head", f"--temp-dir={temp}", "--node-ip-address=127.0.0.1", f"--port={port}",
+                            "--num-cpus=16", "--num-gpus=2", "--include-dashboard=false", "--disable-usage-stats"],
+                           env=env, capture_output=True, text=True, timeout=180)
     assert start.returncode == 0, start.stderr[-2000:]
     try:
         run_dir = tmp_path_factory.mktemp("cluster")
-        # scope=all_successes: clips from every success rollout, so that step 1 surely has some to recompute
+        # scope=all_successes: clips from every success rollout, so that step 1 surely has some to recompute.
+        # RAY_AUTH_MODE=token: Ray 2.60's `ray start` turns on token authentication for its clients.
         return run_recipe(run_dir, "grpo_echo_qwen.sh", "~ray_kwargs.ray_init.num_cpus", "~ray_kwargs.ray_init.num_gpus",
                           "echo.scope=all_successes",
-                          RAY_ADDRESS="auto", RAY_AUTH_MODE="token", GPUS_PER_NODE="2", MINI_BATCH="16", TOTAL_STEPS="1",
-                          ECHORL_DUMP_TOKEN_IDS="1")
+                          RAY_ADDRESS=f"127.0.0.1:{port}", RAY_AUTH_MODE="token", GPUS_PER_NODE="2",
+                          MINI_BATCH="16", TOTAL_STEPS="1", ECHORL_DUMP_TOKEN_IDS="1")
     finally:
-        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        for signal in ("-TERM", "-KILL"):
+            subprocess.run(["pkill", signal, "-f", temp], capture_output=True)
+            subprocess.run(["sleep", "3"])
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_a_cluster_started_first_gets_the_metrics_path(cluster_run):
@@ -344,8 +352,6 @@ def test_the_echo_term_is_exact_with_packing_dynamic_batches_and_two_ranks(clust
 
 def test_the_clip_viewer_on_a_real_run_opens_in_chromium(smoke_study, tmp_path):
     """`python -m echorl_verl.report clips RUN_DIR` on the smoke study's echo run, looked at in headless Chromium."""
-    import shutil
-
     run_dir = smoke_study["runs"]["grpo_echo", 0]["dir"]
     out = tmp_path / "clips.html"
     proc = subprocess.run([PYTHON, "-m", "echorl_verl.report", "clips", str(run_dir), "--out", str(out)],
