@@ -239,6 +239,27 @@ def test_config_differences_beyond_the_overrides_are_flagged(study):
     assert "seed" not in head.split("optim.lr")[0].split("config:")[-1]  # seed keys and run paths: expected
 
 
+def test_another_recipe_explains_its_feature_switch_and_nothing_else(tmp_path):
+    """The real study's arms: `grpo_baseline_qwen.sh` (echo.enable=false inside the recipe) against
+    `grpo_echo_qwen.sh`, no override naming echo.enable; a retried baseline run logs to metrics.1.jsonl."""
+    raw = spec(tmp_path)
+    other = tmp_path / "echo_recipe.sh"
+    other.write_text("#!/bin/sh\n")
+    raw["arms"]["base"]["overrides"] = []
+    raw["arms"]["echo"]["recipe"] = str(other)
+    study = parse_study(raw, "known.yaml")
+    logger = {"ray_kwargs": {"ray_init": {"runtime_env": {"env_vars": {}}}}}
+    for arm, seed in study.runs():
+        path = f"{plan(study, arm, seed).run_dir}/metrics{'.1' if (arm, seed) == ('base', 1) else ''}.jsonl"
+        write_run(study, arm, seed, config_extra={"ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH": path})
+    text = build_report(study)[0]
+    assert "WARNING" not in text.split("## Setup")[0], text.split("## Setup")[0]
+    assert "`echo.base_estimator`, `echo.coef`, `echo.enable`" in text  # explained, and shown
+    write_run(study, "echo", 0, config_extra={"actor_rollout_ref.actor.optim.lr": 3e-5})
+    head = build_report(study)[0].split("## Setup")[0]
+    assert "echo: seed0 and seed1 differ at actor_rollout_ref.actor.optim.lr" in head
+
+
 def test_identical_seeds_are_flagged(study):
     write_run(study, "base", 1, val=VAL[("base", 0)])
     text = build_report(study)[0]

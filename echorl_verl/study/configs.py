@@ -6,12 +6,17 @@ the run's own folder and name inside string values (replaced by <RUN_DIR> and <N
 study_run.json). Then the seeds of one arm must agree everywhere, and each arm may differ from the
 baseline arm only at keys that its own or the baseline's Hydra overrides set (a key or anything under it;
 an `<group>.enable` switch covers its whole group, since switching a feature off changes what the rest of
-its group resolves to, e.g. `echo.enable=false` -> `echo.base_estimator: null`).
+its group resolves to, e.g. `echo.enable=false` -> `echo.base_estimator: null`). An arm that runs another
+recipe than the baseline's (`grpo_echo_qwen.sh` against `grpo_baseline_qwen.sh`) may differ at the
+`<group>.enable` switches the two recipes set, and so in those whole groups; nothing else. The metrics file of
+a retried attempt (`metrics.1.jsonl`, ...) is the run's metrics file.
 Anything else (an environment variable that changed the config, another recipe, a different verl) is a
 problem that the study report prints at its top.
 """
 
 from __future__ import annotations
+
+import re
 
 import pandas as pd
 
@@ -19,6 +24,7 @@ from echorl_verl.study.results import RunResult
 from echorl_verl.study.spec import Study, override_key
 
 MISSING = "<absent>"
+ATTEMPT_METRICS = re.compile(r"metrics\.\d+\.jsonl")  # each attempt of a run logs to its own file (recipes/common.sh)
 
 
 def flatten(config: dict) -> dict:
@@ -38,6 +44,7 @@ def normalised(result: RunResult) -> dict:
                 value = value.replace(run_dir, "<RUN_DIR>")
             if name:
                 value = value.replace(name, "<NAME>")
+            value = ATTEMPT_METRICS.sub("metrics.jsonl", value)
         elif isinstance(value, list):
             value = [clean(v) for v in value]
         return value
@@ -84,6 +91,8 @@ def config_problems(study: Study, results: list[RunResult]) -> tuple[list[str], 
             continue
         keys = _covers(base_keys | {override_key(o) for o in study.arms[arm].overrides})
         diff = differences(first[study.baseline], config)
+        if study.arms[arm].recipe_path() != study.arms[study.baseline].recipe_path():
+            keys |= _covers({k for k in diff if k.endswith(".enable")})  # the recipes' own feature switch
         explained[arm] = [k for k in diff if _covered(k, keys)]
         for key, (base, value) in diff.items():
             if not _covered(key, keys):
