@@ -72,6 +72,10 @@ def write_run(study, arm: str, seed: int, steps: int = 4, val=None, config_extra
                 "critic/score/mean": 0.1 * step + 0.01 * seed + (0.001 if arm == "echo" else 0.0)}
         if arm == "echo":
             data["echo/all_success_group_share"] = 0.1 * step + 0.1 * seed
+            data["actor/echo_loss"] = 0.001 * step + 0.001 * seed
+            data["timing_s/update_actor"] = 3.0 if step % 2 == 0 else 1.0 + seed
+            if step % 2 == 0:  # echo.grad_telemetry_every=2
+                data["actor/echo_grad_ratio"] = 0.01 * step * (seed + 1)
         if step in val_at:
             data.update(val_metrics(tuple(val_at[step])))
         records.append((step, data))
@@ -183,6 +187,27 @@ def test_report_cells_intervals_and_paired_differences(study):
     assert "`echo.base_estimator`, `echo.coef`, `echo.enable`" in text  # the arm's own differences (echo.enable=false
     # covers its group), listed
     assert "/tmp" not in text and str(study.study_dir) not in text  # no absolute path: the copy reproduces it
+
+
+def test_the_echo_signal_and_the_telemetry_cost_are_exact(study):
+    """Only the echo arm has an echo term; gradient ratios over the steps that measured them (2, 4), the
+    update_actor medians split by those steps."""
+    from echorl_verl.study.stats import signal_table
+
+    results, _ = load_results(study)
+    table = signal_table(results)
+    assert set(table.index) == {("echo", 0), ("echo", 1), ("echo", 2)}
+    for seed in range(3):
+        row = table.loc[("echo", seed)]
+        assert row["echo_loss"] == pytest.approx(0.0025 + 0.001 * seed)
+        assert row["grad_ratio"] == pytest.approx(0.03 * (seed + 1))
+        assert (row["update_s_telemetry"], row["update_s_other"]) == (3.0, 1.0 + seed)
+        assert math.isnan(row["grad_cos"]) and math.isnan(row["clip_token_share"])  # not logged: not made up
+    text = build_report(study)[0]
+    half = T2 * 0.03 / math.sqrt(3)
+    line = next(l for l in text.splitlines() if l.startswith("| echo | 3 | 0.0035 ["))
+    assert f"0.0600 [{0.06 - half:.4f}, {0.06 + half:.4f}]" in line and "| 3.00 [3.00, 3.00] | 2.00 [" in line
+    assert not any(l.startswith("| base |") for l in text.split("## The echo signal")[1].split("## Curves")[0].splitlines())
 
 
 def test_export_then_report_reproduces_the_report(study, tmp_path):

@@ -18,7 +18,7 @@ from echorl_verl.report.validation import accuracy, pass_at_k, suite_mean
 from echorl_verl.study.configs import config_problems
 from echorl_verl.study.results import SHARE, RunResult, load_results, trained_steps
 from echorl_verl.study.spec import Study, StudyError
-from echorl_verl.study.stats import OUTCOMES, band, outcome_table, paired, t_interval
+from echorl_verl.study.stats import OUTCOMES, SIGNAL, band, outcome_table, paired, signal_table, t_interval
 
 # (file stem, y label, curve of one run in display units)
 CURVES = (
@@ -45,6 +45,15 @@ def outcomes_md(table: pd.DataFrame, arms: list[str]) -> str:
         sub = table.xs(arm, level="arm") if arm in table.index.get_level_values("arm") else table.iloc[:0]
         rows.append([arm, str(len(sub))] + [_cell(t_interval(sub[k]), s, d) for k, _, s, d in OUTCOMES])
     return markdown_table(pd.DataFrame(rows, columns=["arm", "seeds"] + [label for _, label, _, _ in OUTCOMES]))
+
+
+def signal_md(table: pd.DataFrame, arms: list[str]) -> str:
+    rows = []
+    for arm in arms:
+        if arm in table.index.get_level_values("arm"):
+            sub = table.xs(arm, level="arm")
+            rows.append([arm, str(len(sub))] + [_cell(t_interval(sub[k]), s, d) for k, _, s, d in SIGNAL])
+    return markdown_table(pd.DataFrame(rows, columns=["arm", "seeds"] + [label for _, label, _, _ in SIGNAL]))
 
 
 def paired_md(table: pd.DataFrame, arms: list[str], baseline: str) -> str:
@@ -150,7 +159,10 @@ DEFINITIONS = """\
   pass@1 curve divided by its step span (the curve's mean height).
 - all-success share: groups whose every rollout succeeded, mean over training steps; `echo/all_success_group_share`
   where the run logged it, else from verl's rollout dump (score >= echo.success_threshold).
-- entropy, response length, s/step: means over all training steps (s/step includes the first step's warm-up)."""
+- entropy, response length, s/step: means over all training steps (s/step includes the first step's warm-up).
+- echo signal: `actor/echo_loss` (the clip tokens' mean NLL, before the coefficient), `echo/clip_token_share`,
+  and with `echo.grad_telemetry_every` the norm of the echo term's gradient (coef x its NLL's) over the
+  policy-gradient term's, and their cosine (`actor/echo_grad_ratio`, `actor/echo_grad_cos`)."""
 
 
 def build_report(study: Study, allow_incomplete: bool = False) -> tuple[str, dict]:
@@ -173,6 +185,12 @@ def build_report(study: Study, allow_incomplete: bool = False) -> tuple[str, dic
                   paired_md(table, arms, study.baseline), ""]
     else:
         lines += [f"## Paired difference: no complete run of the baseline `{study.baseline}`", ""]
+    signals = signal_table(results)
+    if len(signals):
+        lines += ["## The echo signal: mean [95% CI] over seeds", "", signal_md(signals, arms), "",
+                  "Per run, the mean over its steps (the gradient columns over the steps that measured them: "
+                  "`echo.grad_telemetry_every`); the update_actor columns are medians, on steps that measured the "
+                  "gradients and on the others (the telemetry's cost).", ""]
     figures = draw(results, arms, study.baseline)
     lines += ["## Curves (mean over seeds; band: 95% CI)", ""] + [f"![{s}]({s}.png)" for s in figures]
     lines += ["", "## Definitions", "", DEFINITIONS, "", "## Per run", "",

@@ -91,6 +91,43 @@ def outcomes(result: RunResult) -> dict[str, float]:
     }
 
 
+# (key, label, unit scale, digits): how strong the echo term was, for the runs that had one
+SIGNAL = (
+    ("echo_loss", "echo loss (nats / clip token)", 1, 4),
+    ("clip_token_share", "clip tokens / response tokens %", 100, 1),
+    ("grad_ratio", "echo / RL gradient norm", 1, 4),
+    ("grad_cos", "cos(echo grad, RL grad)", 1, 3),
+    ("update_s_telemetry", "update_actor s, telemetry steps", 1, 2),
+    ("update_s_other", "update_actor s, other steps", 1, 2),
+)
+
+
+def signal(result: RunResult) -> dict[str, float] | None:
+    """One run's echo-signal numbers (means over the steps that logged them; update_actor seconds as medians,
+    split by whether the step measured the gradients, i.e. logged actor/echo_grad_ratio); None without an
+    echo term (no actor/echo_loss)."""
+    loss = result.log.series("actor/echo_loss").dropna()
+    if loss.empty:
+        return None
+    ratio = result.log.series("actor/echo_grad_ratio").dropna()
+    update = result.log.series("timing_s/update_actor").dropna()
+    measured = update.index.isin(ratio.index)
+    return {
+        "echo_loss": float(loss.mean()),
+        "clip_token_share": _train_mean(result, "echo/clip_token_share"),
+        "grad_ratio": float(ratio.mean()) if len(ratio) else float("nan"),
+        "grad_cos": _train_mean(result, "actor/echo_grad_cos"),
+        "update_s_telemetry": float(update[measured].median()) if measured.any() else float("nan"),
+        "update_s_other": float(update[~measured].median()) if (~measured).any() else float("nan"),
+    }
+
+
+def signal_table(results: list[RunResult]) -> pd.DataFrame:
+    """Index (arm, seed) of the runs with an echo term, one column per SIGNAL key."""
+    rows = {(r.arm, r.seed): s for r in results if (s := signal(r)) is not None}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=[k for k, *_ in SIGNAL]).rename_axis(["arm", "seed"])
+
+
 def outcome_table(results: list[RunResult]) -> pd.DataFrame:
     """Index (arm, seed), one column per outcome key."""
     rows = {(r.arm, r.seed): outcomes(r) for r in results}
