@@ -125,7 +125,8 @@ def signal(result: RunResult) -> dict[str, float] | None:
 def signal_table(results: list[RunResult]) -> pd.DataFrame:
     """Index (arm, seed) of the runs with an echo term, one column per SIGNAL key."""
     rows = {(r.arm, r.seed): s for r in results if (s := signal(r)) is not None}
-    return pd.DataFrame.from_dict(rows, orient="index", columns=[k for k, *_ in SIGNAL]).rename_axis(["arm", "seed"])
+    index = pd.MultiIndex.from_tuples(list(rows), names=["arm", "seed"])
+    return pd.DataFrame(list(rows.values()), index=index, columns=[k for k, *_ in SIGNAL])
 
 
 def outcome_table(results: list[RunResult]) -> pd.DataFrame:
