@@ -146,6 +146,7 @@ def test_per_run_outcomes_are_exact(study):
     for (arm, seed), counts in VAL.items():
         row = table.loc[(arm, seed)]
         a0, a2, a4 = (pass1(c) for c in counts)
+        assert row["first_pass1"] == pytest.approx(a0)
         assert row["final_pass1"] == pytest.approx(a4) and row["best_pass1"] == pytest.approx(max(a0, a2, a4))
         assert row["auc_pass1"] == pytest.approx((a0 + 2 * a2 + a4) / 4)
         assert row["entropy"] == pytest.approx(1.0 + 0.1 * seed) and row["response_length"] == pytest.approx(25.0)
@@ -181,6 +182,7 @@ def test_report_cells_intervals_and_paired_differences(study):
     dsd = math.sqrt(sum((d - dm) ** 2 for d in diffs) / 2)
     want = f"{dm * 100:+.1f} [{(dm - T2 * dsd / math.sqrt(3)) * 100:+.1f}, {(dm + T2 * dsd / math.sqrt(3)) * 100:+.1f}]"
     assert want in delta
+    assert delta.startswith("| echo | 3 | +0.0 [+0.0, +0.0] |")  # step 0: the same counts in both arms (A/A)
     sd_share = 0.1  # echo - base share per seed: -0.125, -0.025, +0.075
     lo, hi = -0.025 - T2 * sd_share / math.sqrt(3), -0.025 + T2 * sd_share / math.sqrt(3)
     assert f"-2.5 [{lo * 100:+.1f}, {hi * 100:+.1f}]" in delta

@@ -155,6 +155,9 @@ DEFINITIONS = """\
   verl's `val-core/<source>/<var>/best@k/mean`, a bootstrap estimate (best of k draws with replacement from
   the k samples, 1000 rounds; `verl/trainer/ppo/metric_utils.py`), which lies below the unbiased pass@k.
   With several data sources, the mean over the report suite's (all sources for a toy run).
+- first val acc: the first validation (step 0 with `trainer.val_before_train=True`). Where every run starts
+  from the same model, its spread over runs is the evaluation's own sampling noise, and its paired Δ is an A/A
+  check: a Δ elsewhere no larger than this one is not an effect.
 - best val acc picks the step on the validation set itself: optimistic. Curve area: trapezoid area under the
   pass@1 curve divided by its step span (the curve's mean height).
 - all-success share: groups whose every rollout succeeded, mean over training steps; `echo/all_success_group_share`

@@ -19,6 +19,7 @@ from echorl_verl.study.results import RunResult
 LEVEL = 0.95
 # (key, label, unit scale, digits): the per-run outcomes, in table order
 OUTCOMES = (
+    ("first_pass1", "first val acc (pass@1) %", 100, 1),
     ("final_pass1", "final val acc (pass@1) %", 100, 1),
     ("best_pass1", "best val acc (pass@1) %", 100, 1),
     ("final_passk", "final pass@k %", 100, 1),
@@ -80,6 +81,7 @@ def outcomes(result: RunResult) -> dict[str, float]:
     passk, _ = pass_at_k(result.log)
     share = result.share[np.isfinite(result.share)]
     return {
+        "first_pass1": float(pass1.iloc[0]),
         "final_pass1": float(pass1.iloc[-1]),
         "best_pass1": float(pass1.max()),
         "final_passk": float(suite_mean(passk).iloc[-1]),
