@@ -102,6 +102,15 @@ def write_run(study, arm: str, seed: int, steps: int = 4, val=None, config_extra
     return run_dir
 
 
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """build_report hands its figures to the caller (write_report closes them): close them after each test."""
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
     """The study folder with every run, built once (the tests get copies)."""
