@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 import torch
@@ -316,7 +317,7 @@ def cluster_run(toy_dir, tmp_path_factory):
     finally:
         for signal in ("-TERM", "-KILL"):
             subprocess.run(["pkill", signal, "-f", temp], capture_output=True)
-            subprocess.run(["sleep", "3"])
+            time.sleep(3)
         shutil.rmtree(temp, ignore_errors=True)
 
 

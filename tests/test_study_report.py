@@ -284,7 +284,6 @@ def test_another_recipe_explains_its_feature_switch_and_nothing_else(tmp_path):
     raw["arms"]["base"]["overrides"] = []
     raw["arms"]["echo"]["recipe"] = str(other)
     study = parse_study(raw, "known.yaml")
-    logger = {"ray_kwargs": {"ray_init": {"runtime_env": {"env_vars": {}}}}}
     for arm, seed in study.runs():
         path = f"{plan(study, arm, seed).run_dir}/metrics{'.1' if (arm, seed) == ('base', 1) else ''}.jsonl"
         write_run(study, arm, seed, config_extra={"ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH": path})

@@ -39,21 +39,13 @@ def _cell(iv, scale: float, digits: int, signed: bool = False) -> str:
     return text + (f" [{f.format(iv.lo * scale)}, {f.format(iv.hi * scale)}]" if iv.n > 1 else " (n=1)")
 
 
-def outcomes_md(table: pd.DataFrame, arms: list[str]) -> str:
+def intervals_md(table: pd.DataFrame, arms: list[str], columns) -> str:
+    """One row per arm (an arm without runs: dashes), one mean [95% CI] cell per (key, label, scale, digits)."""
     rows = []
     for arm in arms:
         sub = table.xs(arm, level="arm") if arm in table.index.get_level_values("arm") else table.iloc[:0]
-        rows.append([arm, str(len(sub))] + [_cell(t_interval(sub[k]), s, d) for k, _, s, d in OUTCOMES])
-    return markdown_table(pd.DataFrame(rows, columns=["arm", "seeds"] + [label for _, label, _, _ in OUTCOMES]))
-
-
-def signal_md(table: pd.DataFrame, arms: list[str]) -> str:
-    rows = []
-    for arm in arms:
-        if arm in table.index.get_level_values("arm"):
-            sub = table.xs(arm, level="arm")
-            rows.append([arm, str(len(sub))] + [_cell(t_interval(sub[k]), s, d) for k, _, s, d in SIGNAL])
-    return markdown_table(pd.DataFrame(rows, columns=["arm", "seeds"] + [label for _, label, _, _ in SIGNAL]))
+        rows.append([arm, str(len(sub))] + [_cell(t_interval(sub[k]), s, d) for k, _, s, d in columns])
+    return markdown_table(pd.DataFrame(rows, columns=["arm", "seeds"] + [label for _, label, _, _ in columns]))
 
 
 def paired_md(table: pd.DataFrame, arms: list[str], baseline: str) -> str:
@@ -182,7 +174,7 @@ def build_report(study: Study, allow_incomplete: bool = False) -> tuple[str, dic
     if warnings:
         lines += ["> **WARNING: read these before the numbers.**", ">"] + [f"> - {w}" for w in warnings] + [""]
     lines += ["## Setup", "", *_setup(study, results, explained), "",
-              "## Outcomes: mean [95% CI] over seeds", "", outcomes_md(table, arms), ""]
+              "## Outcomes: mean [95% CI] over seeds", "", intervals_md(table, arms, OUTCOMES), ""]
     if study.baseline in table.index.get_level_values("arm"):
         lines += [f"## Paired difference to `{study.baseline}` (same seed): mean [95% CI]", "",
                   paired_md(table, arms, study.baseline), ""]
@@ -190,7 +182,8 @@ def build_report(study: Study, allow_incomplete: bool = False) -> tuple[str, dic
         lines += [f"## Paired difference: no complete run of the baseline `{study.baseline}`", ""]
     signals = signal_table(results)
     if len(signals):
-        lines += ["## The echo signal: mean [95% CI] over seeds", "", signal_md(signals, arms), "",
+        echo_arms = [a for a in arms if a in signals.index.get_level_values("arm")]  # the baseline has no echo term
+        lines += ["## The echo signal: mean [95% CI] over seeds", "", intervals_md(signals, echo_arms, SIGNAL), "",
                   "Per run, the mean over its steps (the gradient columns over the steps that measured them: "
                   "`echo.grad_telemetry_every`); the update_actor columns are medians, on steps that measured the "
                   "gradients and on the others (the telemetry's cost).", ""]

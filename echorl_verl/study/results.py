@@ -34,7 +34,7 @@ SHARE = "echo/all_success_group_share"
 DUMP_SHARE = "rollouts/all_success_group_share"
 # every training metric the report reads; `study export` keeps these and every val-core/* metric
 TRAIN_METRICS = (SHARE, DUMP_SHARE, "actor/entropy", "response_length/mean", "timing_s/step",
-                 "critic/score/mean", "actor/echo_loss", "echo/clip_rollouts", "echo/clip_token_share",
+                 "critic/score/mean", "actor/echo_loss", "echo/clip_token_share",
                  "actor/echo_grad_ratio", "actor/echo_grad_cos", "timing_s/update_actor")
 CONFIG = "resolved_config.yaml"
 PAD_UID = r"pad[0-9a-f]{32}"  # verl/trainer/ppo/padding_utils.py: f"pad{uuid.uuid4().hex}"

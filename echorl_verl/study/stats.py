@@ -117,7 +117,7 @@ def signal(result: RunResult) -> dict[str, float] | None:
     return {
         "echo_loss": float(loss.mean()),
         "clip_token_share": _train_mean(result, "echo/clip_token_share"),
-        "grad_ratio": float(ratio.mean()) if len(ratio) else float("nan"),
+        "grad_ratio": _train_mean(result, "actor/echo_grad_ratio"),
         "grad_cos": _train_mean(result, "actor/echo_grad_cos"),
         "update_s_telemetry": float(update[measured].median()) if measured.any() else float("nan"),
         "update_s_other": float(update[~measured].median()) if (~measured).any() else float("nan"),
