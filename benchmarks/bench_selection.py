@@ -15,6 +15,13 @@ times (all threads), the machine's load average, and the peak extra resident mem
 of one call, measured in a child process whose allocator returns every block of 64 KiB or more to the
 system when freed (MALLOC_MMAP_THRESHOLD_), so that resident memory follows the live tensors (Linux).
 Goal: ratio <= 4 for the default config.
+
+    python -m benchmarks.bench_selection --compare-threads [--sizes 1024x2048] [--reps 15] [--threads 2]
+
+instead times what `select_echo_clips` gains by running its CPU path on one torch thread
+(`selection._single_thread_on_cpu`): the default config as shipped against the same call with that guard
+bypassed, so that it runs on the process's --threads threads; interleaved, and it prints the medians, their
+ratio and the median per-repetition ratio (> 1: one thread is faster), with the machine's load average.
 """
 
 from __future__ import annotations
@@ -155,15 +162,53 @@ def bench(B: int, T: int, reps: int, configs: list[str]) -> list[tuple]:
     return rows
 
 
+def compare_threads(B: int, T: int, reps: int, threads: int) -> tuple[float, float, float]:
+    """(median ms with one thread as shipped, median ms on `threads` threads, median per-repetition ratio many/one)."""
+    import contextlib
+    from unittest import mock
+
+    from echorl_verl import selection
+
+    batch, cfg = make_batch(B, T), EchoConfig()
+    bypass = mock.patch.object(selection, "_single_thread_on_cpu", lambda device: contextlib.nullcontext())
+    variants = {"one": contextlib.nullcontext(), "many": bypass}
+    times = {name: [] for name in variants}
+    for _ in tqdm(range(reps + 1), desc=f"B={B} T={T} threads", leave=False):
+        for name, guard in variants.items():  # interleaved; the first repetition is a warm-up
+            with guard:
+                start = time.perf_counter()
+                run_selection(batch, cfg)
+                times[name].append(time.perf_counter() - start)
+    one, many = times["one"][1:], times["many"][1:]
+    return statistics.median(one) * 1e3, statistics.median(many) * 1e3, statistics.median(m / o for m, o in zip(many, one))
+
+
+def main_compare_threads(sizes: list[str], reps: int, threads: int) -> None:
+    load_before = os.getloadavg()[0]
+    rows = [(size, *compare_threads(*(int(x) for x in size.lower().split("x")), reps, threads)) for size in sizes]
+    print(f"\nselect_echo_clips (default config): its CPU path on one torch thread (as shipped) vs {threads} threads")
+    print(f"{reps} interleaved repetitions; machine load average (1 min) before / after: {load_before:.1f} / "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"{'BxT':>10} {'1 thread ms':>12} {f'{threads} threads ms':>14} {'ratio':>6} {'paired':>7}")
+    for size, one, many, paired in rows:
+        print(f"{size:>10} {one:>12.1f} {many:>14.1f} {many / one:>6.2f} {paired:>7.2f}")
+    print("ratio = median with threads / median with one thread: > 1 means the one-thread guard pays")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", nargs="+", default=["512x4096", "1024x8192"], help="BxT batch sizes")
     parser.add_argument("--reps", type=int, default=15, help="interleaved repetitions (median is reported)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads of the process (the baseline uses them; select_echo_clips runs its CPU path on one)")
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--compare-threads", action="store_true",
+                        help="time selection on one thread (as shipped) against --threads threads instead")
     parser.add_argument("--memory-child", metavar="BxT", help=argparse.SUPPRESS)  # internal: see memory_in_child
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.compare_threads:
+        main_compare_threads(args.sizes, args.reps, args.threads)
+        return
     configs = ["default"] + [c for c in args.configs if c != "default"]
     if args.memory_child:
         memory_child(*(int(x) for x in args.memory_child.lower().split("x")), configs)

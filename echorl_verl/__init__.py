@@ -4,7 +4,6 @@ Public API (imported lazily, so `import echorl_verl.toy` or `.rewards` does not 
     EchoConfig              every setting, documented (echorl_verl/config.py)
     select_echo_clips       EchoClip selection: each success rollout's prefix through its highest-entropy step
     echo_ppo_loss           verl's ppo_loss + coef * token-mean NLL of the clip tokens
-    compute_echo_advantage  the `echo` advantage estimator (registered with verl on `import verl`)
 Entry point: `python -m echorl_verl.main_ppo` (a drop-in for `python -m verl.trainer.main_ppo`).
 """
 
@@ -19,7 +18,6 @@ _EXPORTS = {
     "EchoClips": "echorl_verl.selection",
     "select_echo_clips": "echorl_verl.selection",
     "echo_ppo_loss": "echorl_verl.loss",
-    "compute_echo_advantage": "echorl_verl.advantage",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -16,17 +16,19 @@ multi-trajectory GRPO path of `trainer/ppo/v1/utils.py` included) gives exactly 
 advantages, and the fold is added on top: advantages = base + a * clip_mask, in every case.
 
 The name `echo` is registered with verl's `register_adv_est` so that users can write
-`algorithm.adv_estimator=echo` (with `echo.base_estimator=...`): `echorl_verl.main_ppo` replaces it by the
-base estimator before verl sees it. Reached directly (verl's own main_ppo, or a direct
-`compute_advantage` call), `compute_echo_advantage` returns the base estimator's advantages in loss mode
-and refuses advantage mode, which needs the EchoClips only the echorl trainer selects.
+`algorithm.adv_estimator=echo` (with `echo.base_estimator=...`) to `python -m echorl_verl.main_ppo`, which
+replaces it by the base estimator before verl sees it (`check_base_estimator` at start-up). Anywhere else
+echo cannot take effect (verl's own main_ppo builds neither the EchoClips nor the echo loss), so the name
+never computes advantages: verl's own main_ppo is stopped at `import verl`, before Hydra and Ray
+(`stop_echo_in_verl_main`, called by the plugin), and any other route that reaches the estimator
+(a config file, a direct `compute_advantage` call) is stopped by `compute_echo_advantage` itself.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+import os
+import sys
 
-import numpy as np
 import torch
 
 from verl.trainer.ppo import core_algos
@@ -34,25 +36,11 @@ from verl.trainer.ppo import core_algos
 from echorl_verl.config import EchoConfig, EchoConfigError
 
 ECHO_ESTIMATOR = "echo"
-
-
-def degenerate_groups(scores: torch.Tensor, index: np.ndarray, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Which rows belong to an all-success group, and which to an all-fail group.
-
-    Args:
-        scores: [B] verifiable score of each rollout.
-        index: [B] group id of each rollout (verl's uid strings, or ints).
-        threshold: a rollout succeeds when its score >= threshold.
-    Returns:
-        (all_success [B] bool, all_fail [B] bool).
-    """
-    _, inverse = np.unique(np.asarray(index, dtype=object).astype(str), return_inverse=True)
-    group = torch.as_tensor(inverse, dtype=torch.long, device=scores.device)
-    success = (scores >= threshold).to(torch.long)
-    num_groups = int(group.max().item()) + 1 if group.numel() else 0
-    successes = torch.zeros(num_groups, dtype=torch.long, device=scores.device).index_add_(0, group, success)
-    sizes = torch.zeros(num_groups, dtype=torch.long, device=scores.device).index_add_(0, group, torch.ones_like(success))
-    return (successes == sizes)[group], (successes == 0)[group]
+#: the one line every route that asks for echo where it cannot take effect stops with
+USE_ECHORL_MAIN = (
+    "algorithm.adv_estimator=echo needs EchoRL's trainer, which verl's own entry points do not build (they would "
+    "train the baseline): run `python -m echorl_verl.main_ppo` with the same overrides"
+)
 
 
 def fold_value(echo: EchoConfig, response_mask: torch.Tensor, clip_mask: torch.Tensor) -> float:
@@ -78,61 +66,68 @@ def fold_into_advantages(
     return advantages + value * clip_mask, value
 
 
-def base_estimator_name(algorithm_config) -> str:
-    """`echo.base_estimator` from verl's algorithm config, refusing what EchoRL cannot wrap."""
-    echo = algorithm_config.get("echo", None) if algorithm_config is not None else None
-    base = echo.get("base_estimator", None) if echo is not None else None
-    if base in (ECHO_ESTIMATOR, None):
+def check_base_estimator(name) -> str:
+    """The estimator EchoRL wraps (`echo.base_estimator`, else `algorithm.adv_estimator`), refusing what it cannot wrap."""
+    if name == ECHO_ESTIMATOR:
+        raise EchoConfigError("algorithm.adv_estimator=echo needs echo.base_estimator naming the estimator EchoRL "
+                              "wraps (e.g. echo.base_estimator=grpo)")
+    where = "(echo.base_estimator, else algorithm.adv_estimator)"
+    if name == core_algos.AdvantageEstimator.GAE.value:
         raise EchoConfigError(
-            "algorithm.adv_estimator=echo needs algorithm.echo.base_estimator naming the estimator EchoRL wraps "
-            "(e.g. grpo), not echo/null; echorl_verl.main_ppo fills it from echo.base_estimator"
+            f"echo wraps the estimator gae {where}, verl's default: EchoRL targets group-relative estimators, where "
+            "all-success groups get no signal (with a critic they are not degenerate); set algorithm.adv_estimator=grpo "
+            "(or rloo, reinforce_plus_plus_baseline, ...)"
         )
-    if base == core_algos.AdvantageEstimator.GAE.value:
+    if name not in core_algos.ADV_ESTIMATOR_REGISTRY:
         raise EchoConfigError(
-            "echo.base_estimator=gae: EchoRL targets group-relative estimators (grpo, rloo, "
-            "reinforce_plus_plus_baseline, ...); with a critic, all-success groups are not degenerate"
-        )
-    if base not in core_algos.ADV_ESTIMATOR_REGISTRY:
-        raise EchoConfigError(
-            f"echo.base_estimator={base!r} is not a verl advantage estimator; known: "
+            f"echo wraps the estimator {name!r} {where}, which is not a verl advantage estimator; known: "
             f"{sorted(k for k in core_algos.ADV_ESTIMATOR_REGISTRY if k != ECHO_ESTIMATOR)}"
         )
-    return str(base)
+    return str(name)
+
+
+def _requests_echo(argv) -> bool:
+    """An override `algorithm.adv_estimator=echo` (also with `+`/`++`, or the value quoted) in argv."""
+    for arg in argv:
+        key, sep, value = arg.lstrip("+").partition("=")
+        if sep and key == "algorithm.adv_estimator" and value.strip("'\"") == ECHO_ESTIMATOR:
+            return True
+    return False
+
+
+def _verl_entry_point(argv, verl_dir: str) -> bool:
+    """True when `argv` (the interpreter's, `sys.orig_argv`) starts a verl module (`-m verl.*`) or a script in verl."""
+    for i, arg in enumerate(argv[1:], start=1):
+        if arg == "-m":
+            module = argv[i + 1] if i + 1 < len(argv) else ""
+            return module == "verl" or module.startswith("verl.")
+        if not arg.startswith("-"):
+            return os.path.realpath(arg).startswith(os.path.realpath(verl_dir) + os.sep)
+    return False
+
+
+def stop_echo_in_verl_main(argv, verl_dir: str) -> None:
+    """Stop the process (one line, exit code 2) when verl's own entry point is asked for `adv_estimator=echo`.
+
+    Called by the plugin at `import verl`, which in `python -m verl.trainer.main_ppo` happens before Hydra
+    parses the overrides and before Ray starts; verl itself checks the estimator name only at the first
+    advantage step. SystemExit passes through verl's plugin loader, which swallows Exceptions.
+    """
+    if _requests_echo(argv[1:]) and _verl_entry_point(argv, verl_dir):
+        print(f"echorl_verl: {USE_ECHORL_MAIN}", file=sys.stderr, flush=True)
+        raise SystemExit(2)
 
 
 @core_algos.register_adv_est(ECHO_ESTIMATOR)
-def compute_echo_advantage(
-    token_level_rewards: torch.Tensor,
-    response_mask: torch.Tensor,
-    config=None,
-    index: Optional[np.ndarray] = None,
-    reward_baselines: Optional[torch.Tensor] = None,
-    **kwargs,
-):
-    """`algorithm.adv_estimator=echo` reached directly: the base estimator's advantages (loss mode only).
+def compute_echo_advantage(*args, **kwargs):
+    """`algorithm.adv_estimator=echo` reached by verl itself: always an error (see the module docstring).
 
-    Args:
-        token_level_rewards: [B, T] rewards (the verifiable score sits at the last response token).
-        response_mask: [B, T] 0/1.
-        config: verl's algorithm config; settings under `config.echo` (at least `base_estimator`).
-        index: [B] group uids.
-        reward_baselines: [B] passed through to estimators that take it.
-    Returns:
-        (advantages [B, T], returns [B, T]) of the base estimator, called through verl's registry.
+    `echorl_verl.main_ppo` replaces the name before verl runs, so reaching this function means echo was
+    asked for where it cannot take effect; returning the base estimator's advantages would train the
+    baseline without a word.
     """
-    base = base_estimator_name(config)
-    echo = EchoConfig.from_dict(config.echo)
-    if echo.enable and echo.mode == "advantage":
-        raise RuntimeError(
-            "echo.mode=advantage folds the EchoClips into the advantages after verl's advantage step, in the "
-            "echorl_verl trainer; run `python -m echorl_verl.main_ppo` (verl's main_ppo has no EchoClips)"
-        )
-    extra = {"reward_baselines": reward_baselines} if reward_baselines is not None else {}
-    if base == core_algos.AdvantageEstimator.GRPO.value:
-        extra["norm_adv_by_std_in_grpo"] = config.get("norm_adv_by_std_in_grpo", True)
-    fn = core_algos.get_adv_estimator_fn(base)
-    return fn(token_level_rewards=token_level_rewards, response_mask=response_mask, config=config, index=index,
-              **extra, **kwargs)
+    raise EchoConfigError(USE_ECHORL_MAIN)
 
 
-__all__ = ["compute_echo_advantage", "fold_into_advantages", "degenerate_groups", "fold_value", "ECHO_ESTIMATOR"]
+__all__ = ["compute_echo_advantage", "check_base_estimator", "fold_into_advantages", "fold_value",
+           "stop_echo_in_verl_main", "ECHO_ESTIMATOR", "USE_ECHORL_MAIN"]

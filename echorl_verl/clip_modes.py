@@ -8,7 +8,7 @@ each end is named by a rule over the row's steps:
     random_prefix  [response start, random step]  control: ends at a seeded, uniformly drawn candidate step
 Why a table: the mask, the clip's end step and its length then come from one span by one code path for
 every mode (the clip length is counted from the mask itself), so a mode cannot disagree with itself,
-and adding one is one line here plus its name in `config.CLIP_MODES`.
+and adding one is one line here (`config.CLIP_MODES`, the valid `echo.clip_mode` values, is this table's keys).
 """
 
 from __future__ import annotations

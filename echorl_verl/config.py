@@ -1,14 +1,17 @@
 """EchoConfig: every EchoRL setting in one dataclass.
 
 It is the `echo` group of `echorl_verl/configs/echo_ppo_trainer.yaml`, so on the command line each field is
-an override such as `echo.coef=0.01` or `echo.clip_mode=full_response`. Unknown keys and bad values fail
-at start-up (`EchoConfig.from_dict`) with a message that names the key and the valid values.
+an override such as `echo.coef=0.01` or `echo.clip_mode=full_response`. Bad values fail where the object
+is made (`__post_init__`, so also `EchoConfig(...)` and `dataclasses.replace`), unknown keys in
+`EchoConfig.from_dict`; each with a message that names the key and the valid values.
 
 Where the paper is silent (see docs/method.md) the default is our choice, and the field says so.
 
-The object is frozen: it is parsed and validated once per process (`from_dict`: in the driver by
-`main_ppo.prepare_config`, in the TaskRunner by the trainer, since the config crosses Ray as a DictConfig),
-and nothing downstream re-checks or changes it; `replace()` returns a validated copy.
+The object is frozen and an EchoConfig that exists is a valid one: it is parsed once per process
+(`from_dict`: in the driver by `main_ppo.prepare_config`, in the TaskRunner by the trainer, since the
+config crosses Ray as a DictConfig), and nothing downstream re-checks or changes it;
+`dataclasses.replace(config, ...)` builds a new, validated object. The lists of choices are defined where
+they are implemented (clip modes: the span table of `clip_modes.py`; step aggregations: `steps.py`).
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from echorl_verl.clip_modes import CLIP_SPANS
+from echorl_verl.steps import STEP_AGGREGATIONS
+
 SCOPES = ("all_success_groups", "all_successes")
-CLIP_MODES = ("peak_prefix", "peak_step", "full_response", "random_prefix")
-STEP_AGGREGATIONS = ("mean", "max", "sum")
+CLIP_MODES = tuple(CLIP_SPANS)
 PER_GROUP = ("all", "one")
 SIGNAL_MODES = ("loss", "advantage")
 
@@ -120,22 +125,19 @@ class EchoConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise EchoConfigError(f"echo: unknown key(s) {unknown}; valid keys are {sorted(known)}")
-        values = dict(values)
-        ids = values.get("boundary_token_ids")
-        if ids is not None and not isinstance(ids, (str, bytes)) and hasattr(ids, "__iter__"):
-            values["boundary_token_ids"] = tuple(ids)  # frozen: a tuple, so the object can be hashed and shared
-        config = cls(**values)
-        config.validate()
-        return config
+        return cls(**values)
 
-    def replace(self, **changes) -> "EchoConfig":
-        """A validated copy with `changes` applied."""
-        config = dataclasses.replace(self, **changes)
-        config.validate()
-        return config
+    def __post_init__(self) -> None:
+        ids = self.boundary_token_ids
+        if ids is not None and not isinstance(ids, (str, bytes, tuple)) and hasattr(ids, "__iter__"):
+            object.__setattr__(self, "boundary_token_ids", tuple(ids))  # a tuple: the object can be hashed and shared
+        self.validate()
 
     def validate(self, vocab_size: Optional[int] = None) -> None:
-        """Check every field (the object is not changed); with `vocab_size`, also that boundary ids lie in the vocabulary."""
+        """Check every field (construction does); with `vocab_size`, also that boundary ids lie in the vocabulary.
+
+        The object is not changed. Raises EchoConfigError naming the key, the value and what is valid.
+        """
 
         def choice(key: str, valid: tuple[str, ...]) -> None:
             if getattr(self, key) not in valid:

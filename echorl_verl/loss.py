@@ -93,7 +93,7 @@ def echo_term(model_output, data: TensorDict, *, coef: float):
     return coef * echo_loss, echo_loss.detach()
 
 
-def echo_ppo_loss(config, model_output, data: TensorDict, dp_group=None, *, coef: float = 0.001, base_loss=ppo_loss):
+def echo_ppo_loss(config, model_output, data: TensorDict, dp_group=None, *, coef: float = 0.001):
     """Drop-in for `verl.workers.utils.losses.ppo_loss` with the echo term added.
 
     Bind the settings with `functools.partial(echo_ppo_loss, config=actor_config, coef=...)`; the result
@@ -101,15 +101,14 @@ def echo_ppo_loss(config, model_output, data: TensorDict, dp_group=None, *, coef
     `policy_loss.loss_mode` (vanilla, gspo, clip_cov, ...) because the base term IS verl's `ppo_loss`.
 
     Args:
-        config: verl `ActorConfig` (passed through to the base loss).
+        config: verl `ActorConfig` (passed through to `ppo_loss`).
         model_output: the engine's output; `log_probs` is a nested (no-padding) tensor.
         data: the micro-batch TensorDict; may hold `echo_clip_mask` and `echo_clip_tokens`.
         coef: lambda, the weight of L_clip.
-        base_loss: the RL loss the echo term is added to (verl's `ppo_loss`).
     Returns:
         (loss, metrics) like `ppo_loss`; metrics gain `actor/echo_loss`.
     """
-    loss, metrics = base_loss(config, model_output, data, dp_group)
+    loss, metrics = ppo_loss(config, model_output, data, dp_group)
     if CLIP_MASK_KEY not in data.keys():
         return loss, metrics
     term, value = echo_term(model_output, data, coef=coef)

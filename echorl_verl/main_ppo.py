@@ -4,7 +4,8 @@ Takes every verl override (it loads verl's own `ppo_trainer` config) plus the `e
 
     python -m echorl_verl.main_ppo <your verl overrides> echo.coef=0.001 echo.clip_mode=peak_prefix
 
-With `echo.enable=false` it runs verl's own TaskRunner, trainer and loss, unchanged. Before Ray starts it
+With `echo.enable=false` it runs verl's own TaskRunner, trainer step and loss; the one difference is the
+step metric `reward/infra_error_rows`, logged on every run (`task_runner_class`). Before Ray starts it
 checks the config (`echorl_verl.preflight`), forwards the driver's environment that Ray would not pass on
 (`forward_environment`), and then either trains or, with `ECHORL_DRY_RUN=1`, prints the resolved config
 and stops. `ECHORL_RESOLVED_CONFIG=PATH` also writes the resolved config to PATH (the recipes use both).
@@ -13,9 +14,11 @@ and stops. `ECHORL_RESOLVED_CONFIG=PATH` also writes the resolved config to PATH
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import sys
+import traceback
 
 import hydra
 import ray
@@ -26,13 +29,14 @@ from verl.trainer.ppo.utils import need_critic, need_reference_policy
 from verl.utils.config import validate_config
 from verl.utils.device import auto_set_device
 
-from echorl_verl.advantage import ECHO_ESTIMATOR
+from echorl_verl.advantage import ECHO_ESTIMATOR, check_base_estimator
 from echorl_verl.config import EchoConfig, EchoConfigError
+from echorl_verl import shm
 from echorl_verl.preflight import PreflightError, preflight
 
 #: environment variables (by prefix) the driver forwards to every Ray worker, also on a cluster started with
 #: `ray start` before the script (verl forwards only a fixed list: verl/trainer/constants_ppo.py)
-FORWARDED_PREFIXES = ("VERL_", "ECHORL_", "WANDB_", "HF_", "HUGGING_FACE_", "TRANSFORMERS_", "NCCL_", "TOKENIZERS_",
+FORWARDED_PREFIXES = ("VERL_", "ECHORL_", "WANDB_", "HF_", "HUGGING_FACE_", "TRANSFORMERS_", "NCCL_", "TOKENIZERS_", "VLLM_",
                       "OMP_WAIT_POLICY")
 #: never forwarded unless ECHORL_FORWARD_SECRETS=1: verl prints the runtime env (`ray init kwargs: ...`)
 SECRET = re.compile(r"(^|_)(KEY|TOKEN|SECRET|PASSWORD)$", re.IGNORECASE)
@@ -49,7 +53,13 @@ def prepare_config(config: DictConfig) -> EchoConfig:
         raise RuntimeError("echorl_verl: the 'echo' advantage estimator is not registered with verl")
 
     echo = EchoConfig.from_dict(config.get("echo"))
+    adv = config.algorithm.adv_estimator
     if not echo.enable:
+        if adv == ECHO_ESTIMATOR:
+            raise EchoConfigError(
+                "algorithm.adv_estimator=echo with echo.enable=false: for the baseline set algorithm.adv_estimator to "
+                "the estimator itself (e.g. grpo)"
+            )
         return echo
     if not config.trainer.get("use_v1", True):
         raise EchoConfigError("echo needs verl's v1 trainer: set trainer.use_v1=true (or echo.enable=false)")
@@ -57,16 +67,12 @@ def prepare_config(config: DictConfig) -> EchoConfig:
         raise EchoConfigError(
             f"echo supports trainer.v1.trainer_mode=sync, got {config.trainer.v1.trainer_mode!r}"
         )
-    adv = config.algorithm.adv_estimator
-    if echo.base_estimator is None:
-        if adv == ECHO_ESTIMATOR:
-            raise EchoConfigError("algorithm.adv_estimator=echo needs echo.base_estimator (e.g. grpo)")
-        echo = echo.replace(base_estimator=adv)
-    elif adv not in (ECHO_ESTIMATOR, echo.base_estimator):
+    if echo.base_estimator is not None and adv not in (ECHO_ESTIMATOR, echo.base_estimator):
         raise EchoConfigError(
             f"echo.base_estimator={echo.base_estimator} but algorithm.adv_estimator={adv}: set one of them "
             "(algorithm.adv_estimator=echo takes echo.base_estimator)"
         )
+    echo = dataclasses.replace(echo, base_estimator=check_base_estimator(echo.base_estimator or adv))
     with open_dict(config):
         config.echo.base_estimator = echo.base_estimator
         # verl's own advantage step runs the base estimator by its name, so that every path verl has for it
@@ -140,6 +146,14 @@ class EchoTaskRunner(TaskRunnerV1.__ray_actor_class__):
             return super().run(config)
 
 
+def task_runner_class(config: DictConfig):
+    """The TaskRunner of a run. In verl's sync mode, echo on or off, EchoTaskRunner: its EchoPPOTrainer with
+    echo.enable=false is verl's PPOTrainerSync plus the reward metric `reward/infra_error_rows`, so that
+    baselines log every reward fact the echo runs log. Other trainer modes (echo off only: prepare_config
+    refuses them with echo) run verl's own TaskRunnerV1 and trainer, unchanged."""
+    return EchoTaskRunner if config.trainer.v1.trainer_mode == "sync" else TaskRunnerV1
+
+
 def run(config: DictConfig) -> None:
     """Everything `main` does after Hydra: checks first (before Ray starts), then verl's run_ppo."""
     echo = prepare_config(config)
@@ -160,7 +174,14 @@ def run(config: DictConfig) -> None:
         print(resolved, end="")
         print("[echorl] dry run: every start-up check passed; nothing was trained", file=sys.stderr)
         return
-    run_ppo(config, task_runner_class=EchoTaskRunner if echo.enable else TaskRunnerV1)
+    started = shm.begin_run(config.trainer.get("default_local_dir"))
+    try:
+        run_ppo(config, task_runner_class=task_runner_class(config))
+    finally:
+        # Ray ends the run's processes without letting them unlink their shared memory: end them, then clean up
+        if ray.is_initialized():
+            ray.shutdown()
+        shm.end_run(started)
 
 
 @hydra.main(config_path="configs", config_name="echo_ppo_trainer", version_base=None)
@@ -171,6 +192,18 @@ def main(config: DictConfig) -> None:
         # a bad setting: one line that names the key and the fix, not a stack trace; exit code 2 (usage error)
         print(f"echorl_verl: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    except Exception as err:  # noqa: BLE001  (the trace first, then the one line that says what failed)
+        traceback.print_exc()
+        print(f"echorl_verl: the run failed: {failure_line(err)}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def failure_line(err: BaseException) -> str:
+    """`Type: first line` of what failed, looking through Ray's wrapper to the worker's own exception."""
+    while getattr(err, "cause", None) is not None and err.cause is not err:  # ray.exceptions.RayTaskError
+        err = err.cause
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,13 @@
 """verl plugin entry point (`verl.plugins` group): `import verl` imports this module in every process.
 
-It registers the `echo` advantage estimator and, when `VERL_PLATFORM=cpu`, the CPU backend (platform,
-gloo fix, `hf` rollout). verl swallows plugin import errors at DEBUG level, so a failure here is printed
-to stderr and logged at ERROR before it is re-raised; `echorl_verl.main_ppo` imports this module again
-and so stops with the real traceback.
+It registers the `echo` advantage estimator, stops verl's own entry points when they are asked for
+`algorithm.adv_estimator=echo` (only `python -m echorl_verl.main_ppo` can run it), and, when
+`VERL_PLATFORM=cpu`, enables the CPU backend (platform, gloo fix, `hf` rollout): this entry point is the
+one switch for it (Ray workers share the driver's venv, so they load it too).
+
+verl swallows plugin import errors at DEBUG level, so a failure here is printed to stderr and logged at
+ERROR before it is re-raised; `echorl_verl.main_ppo` imports this module again and so stops with the real
+traceback. The stop for `adv_estimator=echo` is a SystemExit, which verl's loader does not swallow.
 
 The package relies on a dozen private verl names (listed and checked by tests/test_verl_contract.py);
 when the installed verl is not the supported release, a warning names both versions: supporting a new
@@ -33,9 +37,14 @@ def _register() -> None:
         logging.getLogger("echorl_verl").warning(warning)
         print(warning, file=sys.stderr, flush=True)
 
-    from echorl_verl import advantage  # noqa: F401  (registers "echo" with verl's register_adv_est)
+    from echorl_verl import advantage  # registers "echo" with verl's register_adv_est
 
-    if os.environ.get("VERL_PLATFORM", "").strip().lower() == "cpu":
+    # verl's own main_ppo with algorithm.adv_estimator=echo would train the baseline: stop now, before Hydra and Ray
+    advantage.stop_echo_in_verl_main(getattr(sys, "orig_argv", sys.argv), os.path.dirname(verl.__file__))
+
+    from echorl_verl.platform_env import on_cpu
+
+    if on_cpu():
         from echorl_verl.cpu import enable_cpu_backend
 
         enable_cpu_backend()

@@ -18,7 +18,9 @@ import json
 import os
 from typing import Optional
 
-from omegaconf import OmegaConf
+from echorl_verl.checks import PreflightError, get
+from echorl_verl.cpu.preflight import check_cpu
+from echorl_verl.platform_env import on_cpu
 
 EXTEND_CONTEXT_HINT = (
     "write a copy with more positions: python -m echorl_verl.tools.extend_context SRC DST --max_positions 16384 "
@@ -28,20 +30,6 @@ EXTEND_CONTEXT_HINT = (
 TOY_BUILD_HINT = "build the toy model with `python -m echorl_verl.toy.build --output_dir DIR` and pass DIR/model"
 #: attn_implementation -> the module it needs (transformers imports these lazily, at model load in a worker)
 ATTENTION_MODULES = {"flash_attention_2": "flash_attn", "flash_attention_3": "flash_attn_interface"}
-
-
-class PreflightError(ValueError):
-    """A main_ppo config that cannot work; the message names the key and the fix."""
-
-
-def get(config, key: str, default=None):
-    """`OmegaConf.select` with a default for missing and null keys."""
-    value = OmegaConf.select(config, key, default=None)
-    return default if value is None else value
-
-
-def on_cpu() -> bool:
-    return os.environ.get("VERL_PLATFORM", "").strip().lower() == "cpu"
 
 
 def _is_remote(path: str) -> bool:
@@ -304,8 +292,6 @@ def check_code_sandbox(config) -> None:
 
 def preflight(config, echo=None) -> list[str]:
     """Run every check on a main_ppo DictConfig; raise PreflightError on the first problem, return skip notes."""
-    from echorl_verl.cpu.preflight import check_cpu
-
     notes = []
     check_cpu(config)  # the hf rollout outside a CPU run, and the CPU overrides on one
     check_model_path(config)

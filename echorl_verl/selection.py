@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from echorl_verl.clip_modes import CLIP_SPANS, Candidates, span_mask
-from echorl_verl.config import PER_GROUP, SCOPES, STEP_AGGREGATIONS, EchoConfig, EchoConfigError
+from echorl_verl.config import EchoConfig
 from echorl_verl.steps import step_tables
 
 BoundaryIds = Union[Sequence[int], torch.Tensor]
@@ -107,7 +107,6 @@ def _check_inputs(responses, response_mask, entropy, success, group_ids, boundar
     """Validate shapes, dtypes and devices; return (B, T, boundary id LongTensor on the device)."""
     if not isinstance(config, EchoConfig):
         raise TypeError(f"config: expected an EchoConfig, got {type(config).__name__}; build it with EchoConfig.from_dict")
-    _check_choices(config)
     if not isinstance(step, (int, np.integer)) or isinstance(step, bool):
         raise TypeError(f"step: expected the integer training step, got {step!r}")
     tensors = dict(responses=responses, response_mask=response_mask, entropy=entropy, success=success, group_ids=group_ids)
@@ -144,16 +143,6 @@ def _check_inputs(responses, response_mask, entropy, success, group_ids, boundar
             f"see EchoConfig.boundary_token_ids"
         )
     return B, T, ids.to(device=responses.device, dtype=torch.long)
-
-
-def _check_choices(config: EchoConfig) -> None:
-    """The settings selection branches on must name a known choice: a typo must not fall back silently.
-
-    Only these reads are checked here (the config is validated once, where it is parsed)."""
-    for key, valid in (("scope", SCOPES), ("per_group", PER_GROUP), ("clip_mode", tuple(CLIP_SPANS)),
-                       ("step_agg", STEP_AGGREGATIONS)):
-        if getattr(config, key) not in valid:
-            raise EchoConfigError(f"echo.{key}={getattr(config, key)!r} is not valid; choose one of {list(valid)}")
 
 
 def _one_per_group(selected, score, group_index, num_groups):
@@ -195,12 +184,16 @@ def select_echo_clips(
 
 @contextlib.contextmanager
 def _single_thread_on_cpu(device: torch.device):
-    """Run the CPU path with one intra-op thread, then restore the caller's setting.
+    """Run the CPU path with one intra-op thread, then restore the caller's setting (also when selection raises).
 
     Why: selection is ~35 short ops; on a CPU that other processes keep busy (a trainer's driver shares
     its node with workers and data loaders), every multi-threaded op waits for its second thread to be
-    scheduled. Measured on the 2-core dev machine under load: 2 threads 250-400 ms, 1 thread 25-50 ms
-    for B=1024, T=8192 (benchmarks/bench_selection.py). One thread costs little when the machine is idle.
+    scheduled. Measured on the 2-core dev machine under load (load average 1.6-4):
+    B=1024, T=2048: 2 threads 60-186 ms, 1 thread 15-37 ms (1.6x-9x);
+    B=1024, T=8192: 2 threads 240-400 ms, 1 thread 25-80 ms
+    (`python -m benchmarks.bench_selection --compare-threads --sizes 1024x2048`). One thread costs little
+    when the machine is idle. With torch's OpenMP backend the setting belongs to the calling thread: other
+    threads of the process keep theirs during the call.
     """
     if device.type != "cpu":
         yield

@@ -12,6 +12,9 @@ from typing import NamedTuple
 
 import torch
 
+#: how token entropies make a step entropy (`echo.step_agg`); `step_tables` implements each
+STEP_AGGREGATIONS = ("mean", "max", "sum")
+
 
 class StepTable(NamedTuple):
     """The steps of E rows, S = max(1, most steps of a row) columns; column k is step k of the row.
@@ -75,10 +78,8 @@ def step_tables(resp, mask, ent, ids, step_agg: str) -> StepTable:
     """Step structure and step entropies of E rows (the eligible ones).
 
     resp [E, T] int token ids, mask [E, T] any dtype (nonzero = response token), ent [E, T] float,
-    ids [N] long boundary ids, step_agg `mean`, `max` or `sum`.
+    ids [N] long boundary ids, step_agg one of STEP_AGGREGATIONS (checked by EchoConfig).
     """
-    if step_agg not in ("mean", "max", "sum"):
-        raise ValueError(f"echo.step_agg={step_agg!r} is not valid; choose one of ['mean', 'max', 'sum']")
     E, T = resp.shape
     dev = resp.device
     ar = torch.arange(E, device=dev)

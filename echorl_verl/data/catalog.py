@@ -9,6 +9,8 @@ each source is one `Source` row below, and
     echorl_verl/report/suite.py                   builds the paper's table (label, ID/OOD group) from it,
     data_prep/all.sh and the recipes              read it through the command line below.
 Importing this module is cheap (standard library only), so rewards and shell scripts can use it.
+The CPU tasks built by code (the toy's echorl/addition, SmolLM2's echorl/arithmetic) have no data_prep loader
+and are not rows here: echorl_verl/rewards declares them with their own scorers (TASK_REWARDS).
 
 Adding a benchmark: one row here; if its file format is new, also its loader in the family module
 (tests/test_catalog.py names what is missing).

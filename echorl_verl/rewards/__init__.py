@@ -28,7 +28,8 @@ Model output can never make this raise. Bad DATA does: an unknown ``data_source`
 malformed ground truth raises ValueError naming what is wrong (so does an unknown ``math_format``).
 
 Which data_source is which family (math / choice / code) is declared once, in
-echorl_verl/data/catalog.py; the toy task's ``echorl/addition`` is scored by echorl_verl.toy.reward.
+echorl_verl/data/catalog.py; the CPU tasks built by code score themselves (``TASK_REWARDS``): the toy's
+``echorl/addition`` by echorl_verl.toy.reward, SmolLM2's ``echorl/arithmetic`` by echorl_verl.smollm2.reward.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ from echorl_verl.data.catalog import data_sources
 MATH_SOURCES = data_sources("math")
 CHOICE_SOURCES = data_sources("choice")
 CODE_SOURCES = data_sources("code")
-#: scored by echorl_verl.toy.reward (owned by the CPU demo), imported only when needed
-TOY_SOURCES = frozenset({"echorl/addition"})
+#: the CPU tasks built by code (not data_prep sets), each scored by its own module, imported only when needed
+TASK_REWARDS = {"echorl/addition": "echorl_verl.toy.reward", "echorl/arithmetic": "echorl_verl.smollm2.reward"}
+TOY_SOURCES = frozenset(TASK_REWARDS)
 KNOWN_DATA_SOURCES = MATH_SOURCES | CHOICE_SOURCES | CODE_SOURCES | TOY_SOURCES
 RESULT_KEYS = ("score", "acc", "pred", "error", "infra_error")
 #: ``math_format`` values: the default boxed-answer check, or the authors' </think> + math-verify reward
@@ -99,10 +101,11 @@ def _as_text(solution_str: Any) -> str:
 
 
 def _score_toy(data_source, solution_str, ground_truth, extra_info, **kwargs) -> dict:
-    if importlib.util.find_spec("echorl_verl.toy") is None or importlib.util.find_spec("echorl_verl.toy.reward") is None:
-        raise ValueError(f"data_source {data_source!r} is scored by echorl_verl.toy.reward, which is not installed")
-    toy = importlib.import_module("echorl_verl.toy.reward")
-    out = toy.compute_score(data_source, solution_str, ground_truth, extra_info, **kwargs)
+    module = TASK_REWARDS[data_source]
+    if importlib.util.find_spec(module.rsplit(".", 1)[0]) is None or importlib.util.find_spec(module) is None:
+        raise ValueError(f"data_source {data_source!r} is scored by {module}, which is not installed")
+    scorer = importlib.import_module(module)
+    out = scorer.compute_score(data_source, solution_str, ground_truth, extra_info, **kwargs)
     score = float(out["score"] if isinstance(out, dict) else out)
     acc = float(out.get("acc", score > 0) if isinstance(out, dict) else score > 0)
     return {"score": score, "acc": acc, "pred": str(out.get("pred", "")) if isinstance(out, dict) else "", "error": "",

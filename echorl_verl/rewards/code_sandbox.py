@@ -49,7 +49,8 @@ import time
 import uuid
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
+
+from echorl_verl.rewards.runner import RunResult, Runner, SandboxLimits, SandboxUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -62,10 +63,6 @@ LOCAL_FIX = (
     "unavailable, set ECHORL_SANDBOX=rlimits (weaker isolation) or use a sandbox-fusion service: "
     "+reward.custom_reward_function.reward_kwargs.sandbox_fusion_url=http://HOST:8080/run_code"
 )
-
-
-class SandboxUnavailable(RuntimeError):
-    """The sandbox could not run the program (it never started, the service is unreachable): not the model's fault."""
 
 
 def _interpreter() -> tuple[str, str]:
@@ -93,37 +90,6 @@ _EXPOSE = _outermost(
     os.path.realpath(p)
     for p in (sys.base_prefix, sys.prefix, os.path.dirname(_CHILD), os.path.dirname(_interpreter()[0]))
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class SandboxLimits:
-    """Limits of one run. Seconds, MiB, process count."""
-
-    cpu_s: int = 10
-    wall_s: float = 20.0
-    memory_mb: int = 1024
-    fsize_mb: int = 32
-    nproc: int = 32
-    tmpfs_mb: int = 64
-
-
-@dataclasses.dataclass
-class RunResult:
-    """Outcome of one run. ``returncode`` is 128+signal when killed by a signal."""
-
-    returncode: int
-    stdout: str
-    stderr: str
-    timed_out: bool
-    wall_s: float
-
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0 and not self.timed_out
-
-
-#: ``run(program, stdin, limits) -> RunResult``; raises SandboxUnavailable when it could not run the program.
-Runner = Callable[[str, str, SandboxLimits], RunResult]
 
 
 @lru_cache(maxsize=1)

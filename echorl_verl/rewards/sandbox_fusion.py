@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from echorl_verl.rewards.code_sandbox import RunResult, Runner, SandboxLimits, SandboxUnavailable
+from echorl_verl.rewards.runner import RunResult, Runner, SandboxLimits, SandboxUnavailable
 
 
 def sandbox_fusion_runner(url: str, memory_limit_mb: int = 1024) -> Runner:

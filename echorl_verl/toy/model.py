@@ -2,9 +2,13 @@
 `HFModelConfig` and the HF rollout load it like any checkpoint).
 
 Sizes (parameters with the 130-token vocabulary, tied embeddings):
-    "tiny":  hidden 64,  2 layers, ffn 128  ->  0.08M  (tests: fast, not accurate)
-    "small": hidden 96,  4 layers, ffn 256  ->  0.42M  (default recipe)
-    "base":  hidden 160, 6 layers, ffn 432  ->  ~1.9M  (slower per step; learned slower per second here)
+    "tiny":  hidden 64,  2 layers, ffn 128  (tests: fast, not accurate)
+    "small": hidden 96,  4 layers, ffn 256  (default recipe)
+    "base":  hidden 160, 6 layers, ffn 432  (slower per step; learned slower per second here)
+
+Every size has attention heads of 32 dimensions and one key/value head: vLLM's CPU attention serves head
+sizes 32, 64, 80, 96, ... only (vllm/v1/attention/backends/cpu_attn.py:59-60), and the recipes generate
+with verl's vLLM rollout on a CPU too.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import torch
 from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
+HEAD_DIM = 32
 SIZES = {
     "tiny": dict(hidden_size=64, num_hidden_layers=2, intermediate_size=128),
     "small": dict(hidden_size=96, num_hidden_layers=4, intermediate_size=256),
@@ -29,8 +34,8 @@ def build_model(tokenizer, size: str = "small", seed: int = 0) -> Qwen2ForCausal
         raise ValueError(f"unknown model size {size!r}; choose one of {sorted(SIZES)}")
     cfg = Qwen2Config(
         vocab_size=len(tokenizer),
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=SIZES[size]["hidden_size"] // HEAD_DIM,
+        num_key_value_heads=1,
         max_position_embeddings=512,
         tie_word_embeddings=True,
         bos_token_id=tokenizer.pad_token_id,
