@@ -293,7 +293,7 @@ def check_code_sandbox(config) -> None:
 def preflight(config, echo=None) -> list[str]:
     """Run every check on a main_ppo DictConfig; raise PreflightError on the first problem, return skip notes."""
     notes = []
-    check_cpu(config)  # the hf rollout outside a CPU run, and the CPU overrides on one
+    check_cpu(config)  # on VERL_PLATFORM=cpu: the vLLM rollout's CPU settings and the CPU overrides
     check_model_path(config)
     notes += [note for note in (check_attention(config), check_context_length(config)) if note]
     check_data(config)

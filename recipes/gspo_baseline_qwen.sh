@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# GSPO baseline (echo.enable=false: verl's own TaskRunner, trainer and loss), Qwen2.5-Math-7B, 8 GPUs.
-#   bash recipes/gspo_baseline_qwen.sh [Hydra overrides...]     settings: recipes/common.sh, README "Recipes"
-#   PROFILE=cpu bash recipes/gspo_baseline_qwen.sh             the same recipe on this CPU (toy model)
-#   DRY_RUN=1 bash recipes/gspo_baseline_qwen.sh               start-up checks + resolved config, no training
+# GSPO baseline (no EchoRL), Qwen2.5-Math-7B (16k positions) on one node of 8 GPUs.
+#
+# The baseline is recipes/gspo_echo_qwen.sh with EchoRL off (ECHO_ENABLE=false): the same algorithm settings (its
+# ALGORITHM block, the same recipes/common.sh), echo.enable=false, and so verl's own trainer step and loss. Read
+# the settings there; PROFILE, DRY_RUN, the environment variables and your Hydra overrides work as there.
+#
+#   bash recipes/gspo_baseline_qwen.sh [Hydra overrides...]      your overrides come last, so they win
+#   PROFILE=cpu bash recipes/gspo_baseline_qwen.sh              the same recipe on this CPU, with the toy model
+#   DRY_RUN=1 bash recipes/gspo_baseline_qwen.sh                start-up checks + the resolved config; trains nothing
+#   ENTRY=verl bash recipes/gspo_baseline_qwen.sh               through verl's own `python -m verl.trainer.main_ppo`
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-source "$(dirname "${BASH_SOURCE[0]}")/algorithms.sh"
-run_recipe "${NAME:-gspo_baseline_qwen}" 0 "${GSPO[@]}" -- "$@"
+ECHO_ENABLE=false NAME="${NAME:-gspo_baseline_qwen}" \
+    exec bash "$(dirname "${BASH_SOURCE[0]}")/gspo_echo_qwen.sh" "$@"

