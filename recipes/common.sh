@@ -8,7 +8,8 @@
 # the same variable). A recipe's extra arguments are Hydra overrides, appended last: they win over all.
 #
 #   PROFILE=gpu (default)  a GPU node: the defaults below (Qwen2.5-Math-7B with 16k positions, vLLM, 8 GPUs a node)
-#   PROFILE=<name>         recipes/profile_<name>.sh first; cpu: this machine (toy model, VERL_PLATFORM=cpu)
+#   PROFILE=<name>         recipes/profile_<name>.sh first; cpu: this machine (toy model, VERL_PLATFORM=cpu);
+#                          smollm2: this machine with a real pretrained model (SmolLM2-135M-Instruct)
 #   DRY_RUN=1              run the start-up checks, print the command and the resolved config, train nothing
 #   ENTRY=verl             a baseline through verl's own `python -m verl.trainer.main_ppo` (echorl's checks first)
 #   ECHO_ENABLE=false      an echo recipe as its baseline (what the *_baseline_* scripts set): echo.enable=false
@@ -102,6 +103,7 @@ ROLLOUT_NAME="${ROLLOUT_NAME:-vllm}"
 ROLLOUT_TP="${ROLLOUT_TP:-1}"
 GPU_MEM_UTIL="${GPU_MEM_UTIL:-0.8}"
 MAX_TOKENS_PER_GPU="${MAX_TOKENS_PER_GPU:-32768}"      # dynamic batch size: tokens per GPU per micro-batch
+TEMPERATURE="${TEMPERATURE:-1.0}"                      # rollout sampling temperature (training)
 VAL_TEMPERATURE="${VAL_TEMPERATURE:-0.6}"
 VAL_N="${VAL_N:-1}"                                    # samples per validation prompt (pass@k needs k > 1)
 TOTAL_STEPS="${TOTAL_STEPS:-500}"
@@ -152,7 +154,7 @@ SHARED=(
     actor_rollout_ref.actor.ppo_max_token_len_per_gpu="$MAX_TOKENS_PER_GPU"
     actor_rollout_ref.rollout.name="$ROLLOUT_NAME"
     actor_rollout_ref.rollout.n="$ROLLOUT_N"
-    actor_rollout_ref.rollout.temperature=1.0
+    actor_rollout_ref.rollout.temperature="$TEMPERATURE"
     actor_rollout_ref.rollout.tensor_model_parallel_size="$ROLLOUT_TP"
     actor_rollout_ref.rollout.gpu_memory_utilization="$GPU_MEM_UTIL"
     actor_rollout_ref.rollout.val_kwargs.temperature="$VAL_TEMPERATURE"

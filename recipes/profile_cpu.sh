@@ -8,27 +8,30 @@
 #   GPUS_PER_NODE   fake GPUs = FSDP ranks (default 1; 2 runs two actor processes on this machine)
 #   RAY_ADDRESS     join a Ray cluster started first: its own CPU and GPU counts apply (none are set here)
 
-# ---- model, data, sizes: the toy ----------------------------------------------------------------------------
+# ---- model, data, sizes: the toy (unless a profile that sources this one chose its own model: CPU_MODEL) ----
 : "${PYTHON:=$([ -x "$REPO/.venv/bin/python" ] && echo "$REPO/.venv/bin/python" || echo python3)}"
 ECHORL_CACHE="${ECHORL_CACHE:-$HOME/.cache/echorl_verl}"
-TOY_DIR="$(absolute "${TOY_DIR:-$ECHORL_CACHE/toy-default}")"   # a study file may write ~/...
-: "${MODEL_PATH:=$TOY_DIR/model}"
-: "${TRAIN_FILES:=$TOY_DIR/data/train.parquet}"
-: "${VAL_FILES:=$TOY_DIR/data/val.parquet}"
+CPU_MODEL="${CPU_MODEL:-toy}"
+if [ "$CPU_MODEL" = toy ]; then
+    TOY_DIR="$(absolute "${TOY_DIR:-$ECHORL_CACHE/toy-default}")"   # a study file may write ~/...
+    : "${MODEL_PATH:=$TOY_DIR/model}"
+    : "${TRAIN_FILES:=$TOY_DIR/data/train.parquet}"
+    : "${VAL_FILES:=$TOY_DIR/data/val.parquet}"
+    : "${MAX_PROMPT:=32}"
+    : "${MAX_RESPONSE:=96}"
+    : "${BOUNDARY_IDS=}"          # the toy tokenizer's newline ids, derived by echo (not Qwen's 198/271)
+fi
 : "${NNODES:=1}"
 : "${GPUS_PER_NODE:=1}"
 : "${TRAIN_BATCH:=32}"
 : "${MINI_BATCH:=16}"
-: "${MAX_PROMPT:=32}"
-: "${MAX_RESPONSE:=96}"
 : "${MAX_TOKENS_PER_GPU:=4096}"   # a toy mini-batch (16 x 8 rollouts) splits into 2-3 dynamic micro-batches
 : "${LR:=1e-5}"                   # 1e-4 (Adam) took greedy val acc 0.45 -> 0.09 in 3 steps
 : "${TOTAL_STEPS:=3}"
 : "${TEST_FREQ:=$TOTAL_STEPS}"
 : "${SAVE_FREQ:=-1}"
 : "${PROJECT:=echorl_cpu}"
-: "${BOUNDARY_IDS=}"              # the toy tokenizer's newline ids, derived by echo (not Qwen's 198/271)
-: "${REWARD_FORMAT=}"             # the toy reward has no <think> format
+: "${REWARD_FORMAT=}"             # the CPU tasks' rewards have no <think> format
 : "${ROLLOUT_DUMP:=1}"            # verl's rollout dump (with echo's clip facts) in RUN_DIR/rollouts
 
 # ---- the rollout engine (its CPU-only keys: echorl_verl/cpu/overrides.py) ------------------------------------
@@ -48,5 +51,7 @@ mapfile -t PROFILE_OVERRIDES <<< "$cpu_overrides"
 PROFILE_OVERRIDES+=(actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=64)   # the old-log-prob pass
 
 # the toy model + data (returns at once when TOY_DIR holds a complete build)
-# shellcheck disable=SC2086
-"$PYTHON" -m echorl_verl.toy.build --output_dir "$TOY_DIR" ${TOY_BUILD_ARGS:-} >&2 || exit 2
+if [ "$CPU_MODEL" = toy ]; then
+    # shellcheck disable=SC2086
+    "$PYTHON" -m echorl_verl.toy.build --output_dir "$TOY_DIR" ${TOY_BUILD_ARGS:-} >&2 || exit 2
+fi
