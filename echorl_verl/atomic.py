@@ -7,6 +7,8 @@ and every older target untouched. Used by data_prep's parquet writer, the report
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import tempfile
 from collections.abc import Callable
@@ -60,3 +62,16 @@ def write_text(path: str, text: str) -> None:
             fh.write(text)
 
     write_all({path: write})
+
+
+@contextlib.contextmanager
+def build_lock(output_dir: str):
+    """Hold an exclusive lock on `output_dir`/.build.lock: two processes never build the same cached folder at
+    once (the toy build, the SmolLM2 conversion: test sessions and runs share the cache)."""
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, ".build.lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

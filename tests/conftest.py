@@ -1,6 +1,8 @@
+import time
+
 import pytest
 
-from echo_testlib import compose_config, toy_cache_dir
+from echo_testlib import TOY, WatchedRecipe, compose_config, finished_run, logged_steps, toy_cache_dir
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +38,47 @@ def smollm2_build():
     out = toy_cache_dir("smollm2")
     convert(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def toy_dir():
+    """The demo's toy model (`echo_testlib.TOY`), built once into the cache (about 1.5 minutes on 2 idle cores)."""
+    from echorl_verl.toy.build import BuildSettings, build
+
+    build(TOY, BuildSettings(), progress=False)
+    return TOY
+
+
+#: how far into step 3 the `killed_and_resumed` run is killed: a toy step takes 10-20 s, generation first,
+#: and verl saves the step's checkpoint at its end, then logs it
+KILL_INTO_STEP_S = 4
+
+
+@pytest.fixture(scope="session")
+def killed_and_resumed(toy_dir, tmp_path_factory):
+    """Dr.GRPO + EchoRL for 4 steps, a checkpoint after each, the last 2 kept. Attempt 1 is killed with SIGKILL
+    of its whole process group KILL_INTO_STEP_S into step 3 (step 2 logged, so checkpointed: verl logs a step
+    after saving it); attempt 2 is the same command in the same RUN_DIR (trainer.resume_mode=auto) to its end.
+
+    Shared by tests/test_run_lifecycle.py (the kill and the resume) and tests/test_recipes_cpu.py (the recipe's
+    own checks: its 4 steps, echo on). Returns `finished_run(RUN_DIR)` plus "attempt1" (its pid, start time,
+    processes and /dev/shm segments seen, the checkpoint tracker and the steps logged when it was killed)
+    and "attempt2" (its WatchedRecipe)."""
+    run_dir = tmp_path_factory.mktemp("drgrpo_echo_killed")
+    command, env = ("drgrpo_echo_qwen.sh", "trainer.resume_mode=auto"), dict(TOTAL_STEPS="4", SAVE_FREQ="1",
+                                                                              MAX_CKPT_TO_KEEP="2")
+    first = WatchedRecipe(run_dir, *command, **env)
+    metrics = run_dir / "metrics.jsonl"
+    first.wait_for(lambda: metrics.exists() and 2 in logged_steps(metrics), "step 2 in metrics.jsonl", timeout=900)
+    into_step = time.monotonic() + KILL_INTO_STEP_S
+    first.wait_for(lambda: time.monotonic() > into_step, f"{KILL_INTO_STEP_S} s of step 3")
+    first.kill_group()
+    first.wait(timeout=60)
+    attempt1 = {"pid": first.proc.pid, "started": first.started, "processes": first.processes,
+                "segments": first.segments, "steps": logged_steps(metrics),
+                "tracker": (run_dir / "checkpoints" / "latest_checkpointed_iteration.txt").read_text().strip(),
+                "checkpoints": sorted(p.name for p in (run_dir / "checkpoints").iterdir())}
+    second = WatchedRecipe(run_dir, *command, **env)
+    assert second.wait(timeout=900) == 0, second.tail(80)
+    stdout = "\n".join(line for _, line in second.lines["stdout"])
+    return {**finished_run(run_dir, stdout), "attempt1": attempt1, "attempt2": second}

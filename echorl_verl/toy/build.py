@@ -18,13 +18,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
 import os
 import shutil
 import time
 from dataclasses import dataclass
+
+from echorl_verl.atomic import build_lock
 
 # Bump when the build's output changes for the same settings (task format, tokenizer, training loop).
 BUILD_VERSION = 3  # 3: heads of 32 dimensions (vLLM's CPU attention)
@@ -79,17 +80,6 @@ def paths(output_dir: str) -> dict[str, str]:
     }
 
 
-@contextlib.contextmanager
-def _lock(output_dir: str):
-    os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, ".build.lock"), "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _write_json_atomic(obj, path: str) -> None:
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
@@ -103,7 +93,7 @@ def build(output_dir: str, settings: BuildSettings = BuildSettings(), force: boo
     import torch
 
     output_dir = os.path.abspath(os.path.expanduser(output_dir))
-    with _lock(output_dir):
+    with build_lock(output_dir):
         if not force and is_complete(output_dir, settings):
             with open(paths(output_dir)["report"], encoding="utf-8") as f:
                 return {**json.load(f), "cached": True}
