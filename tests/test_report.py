@@ -161,6 +161,19 @@ def test_summary(runs):
     assert "all-success group share: last 0.400, mean 0.250" in text
     assert "math 0.0@0 -> 100.0@4" in text and runs["echo"] in text
     assert "no echo/* metrics" in format_summary(summarize(runs["base"]))
+    assert "echo/RL gradient-norm ratio: not measured (echo.grad_telemetry_every=N" in text
+
+
+def test_summary_prints_the_measured_gradient_ratio(tmp_path):
+    """With echo.grad_telemetry_every, `report summary` tells a user what their echo.coef weighs."""
+    records = []
+    for step in range(1, 5):
+        data = train_metrics(step, True)
+        if step % 2 == 0:  # telemetry every 2 steps
+            data.update({"actor/echo_grad_ratio": 0.001 * step, "actor/echo_grad_cos": 0.5})
+        records.append((step, data))
+    text = format_summary(summarize(log_lines(tmp_path / "metrics.jsonl", records)))
+    assert "echo/RL gradient-norm ratio: last 0.004, mean 0.003 over 2 telemetry step(s); cosine mean 0.50" in text
 
 
 def test_plot_writes_pngs(runs, tmp_path):

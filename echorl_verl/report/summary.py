@@ -17,6 +17,9 @@ ECHO_METRICS = (
     ("clip_token_share", "echo/clip_token_share"),
     ("clip_rollouts", "echo/clip_rollouts"),
     ("echo_loss", "actor/echo_loss"),
+    # echo.grad_telemetry_every=N: what the echo term weighs against the RL gradient (echorl_verl/workers.py)
+    ("grad_ratio", "actor/echo_grad_ratio"),
+    ("grad_cos", "actor/echo_grad_cos"),
 )
 TRAIN_METRICS = (
     ("score", "critic/score/mean"),
@@ -66,6 +69,17 @@ def _fmt(stat: dict | None, scale: float = 1.0, digits: int = 3) -> str:
     return f"last {stat['last'] * scale:.{digits}f}, mean {stat['mean'] * scale:.{digits}f}"
 
 
+def _telemetry_line(echo: dict) -> str:
+    """What echo.coef weighs: |coef * grad L_clip| / |grad L_RL|, measured on the telemetry steps."""
+    ratio = echo.get("grad_ratio")
+    if ratio is None:
+        return "  echo/RL gradient-norm ratio: not measured (echo.grad_telemetry_every=N measures it every N steps)"
+    cos = echo.get("grad_cos")
+    return (f"  echo/RL gradient-norm ratio: last {ratio['last']:.3g}, mean {ratio['mean']:.3g} over {ratio['n']} "
+            f"telemetry step(s)" + (f"; cosine mean {cos['mean']:.2f}" if cos else "")
+            + " (it grows in proportion to echo.coef)")
+
+
 def format_summary(summary: dict) -> str:
     """About 10-15 lines of text from `summarize`'s dict."""
     steps, echo, train = summary["steps"], summary["echo"], summary["train"]
@@ -83,6 +97,7 @@ def format_summary(summary: dict) -> str:
             f" clip rollouts/step: {_fmt(echo.get('clip_rollouts'), digits=1)}",
             f"  echo loss (actor/echo_loss): {_fmt(echo.get('echo_loss'), digits=4)}",
         ]
+        lines.append(_telemetry_line(echo))
     else:
         lines.append("  echo: no echo/* metrics (a baseline run, or echo.enable=false)")
     val = summary["validation"]
