@@ -44,6 +44,7 @@ bench: env
 	$(PY) -m benchmarks.bench_selection
 	$(PY) -m benchmarks.bench_actor_step
 	$(PY) -m benchmarks.bench_cpu_step
+	$(PY) -m benchmarks.bench_rollout
 	$(PY) -m benchmarks.check_reward_agreement
 
 clean-env:
