@@ -4,6 +4,8 @@
 adds to `verl.trainer.ppo.v1.trainer_sync.PPOTrainerSync`:
 - on every run, echo on or off: the step metric `reward/infra_error_rows` (rollouts whose reward could not be
   computed: the sandbox failed, not the model), counted over the step's real rows after verl's own metrics;
+- on every run: checkpoint retention counted on disk (`echorl_verl.checkpoints.prune`: verl's forgets the
+  checkpoints of an earlier attempt and leaves each `global_step_N/` folder behind);
 - with echo.enable only:
   1. The actor worker is `EchoActorRolloutRefWorker` (counts clip tokens per global mini-batch).
   2. After `_setup`, the actor's loss becomes `echo_ppo_loss` (mode=loss).
@@ -42,6 +44,7 @@ from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.workers.utils.padding import response_to_nested
 
 from echorl_verl.advantage import fold_into_advantages
+from echorl_verl.checkpoints import prune
 from echorl_verl.config import EchoConfig, resolve_boundary_ids
 from echorl_verl.loss import CLIP_MASK_KEY, TELEMETRY_KEY
 from echorl_verl.sampling import keep_all_success_groups
@@ -225,6 +228,14 @@ class EchoPPOTrainer(PPOTrainerSync):
         super()._compute_metrics(batch, metrics, timing_raw, global_steps, epoch)
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
         metrics["reward/infra_error_rows"] = infra_error_rows(data.pop("extra_fields").tolist(), not_padding_rows(batch))
+
+    # --- every run: checkpoint retention --------------------------------------------------------------
+    def _save_checkpoint(self):
+        super()._save_checkpoint()
+        trainer = self.config.trainer
+        if not self.config.actor_rollout_ref.actor.get("checkpoint", {}).get("async_save", False):  # as verl's tracker
+            keep = 1 if trainer.get("remove_previous_ckpt_in_save", False) else trainer.get("max_actor_ckpt_to_keep")
+            prune(trainer.default_local_dir, self.global_steps, keep)
 
     # --- the rollout dump ------------------------------------------------------------------------------
     def _remember_clip_facts(self, keys: list[str], clips: EchoClips, data: TensorDict) -> None:

@@ -25,7 +25,7 @@ import pytest
 import torch
 import yaml
 
-from echo_testlib import PYTHON, SIZES, TOY, clean_env, run_recipe, steps_of
+from echo_testlib import PYTHON, SIZES, TOY, clean_env, finished_run, run_recipe
 
 ECHO_KEYS = ("echo/all_success_group_share", "echo/all_fail_group_share", "echo/clip_rollouts",
              "echo/clip_token_share", "echo/clip_len_mean", "echo/peak_rel_pos_mean", "echo/peak_entropy_mean",
@@ -62,12 +62,8 @@ def smoke_study(toy_dir, tmp_path_factory):
     report = subprocess.run([PYTHON, "-m", "echorl_verl.study", "report", spec["study_dir"], "--out", str(root / "report")],
                             env=clean_env(), capture_output=True, text=True, timeout=300)
     assert report.returncode == 0, report.stdout[-3000:] + report.stderr[-3000:]
-    runs = {}
-    for arm in spec["arms"]:
-        for seed in spec["seeds"]:
-            run_dir = root / "study" / arm / f"seed{seed}"
-            runs[arm, seed] = {"dir": run_dir, "steps": steps_of(run_dir),
-                               "config": yaml.safe_load(open(run_dir / "resolved_config.yaml"))}
+    runs = {(arm, seed): finished_run(root / "study" / arm / f"seed{seed}")
+            for arm in spec["arms"] for seed in spec["seeds"]}
     return {"runs": runs, "report": (root / "report" / "report.md").read_text(), "stderr": proc.stderr}
 
 

@@ -19,6 +19,7 @@ import html
 import json
 import os
 import random
+import sys
 
 from echorl_verl import atomic
 from echorl_verl.clip_facts import FACTS_VERSION
@@ -45,26 +46,35 @@ def find_dumps(run_dir: str) -> dict[int, str]:
 
 
 def load_dump(path: str) -> list[dict]:
-    """The rollouts of one dump file; every line must carry clip facts (key `echo`)."""
+    """The rollouts of one dump file; every line must carry clip facts (key `echo`).
+
+    A last line without its newline that is not JSON is what a kill leaves while verl writes the dump (after the
+    step's checkpoint, so no later attempt writes that step again): it is left out, with a warning that counts
+    the rollouts read."""
     rows = []
     with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ReportError(f"{path}:{n}: not a JSON line ({err}); is the file cut off?") from err
-            facts = row.get("echo") if isinstance(row, dict) else None
-            if not isinstance(facts, dict):
-                raise ReportError(
-                    f"{path}:{n}: no clip facts (key 'echo'). The dump was written without EchoRL: train through "
-                    f"`python -m echorl_verl.main_ppo` with echo.enable=true and {DUMP_SETTING}"
-                )
-            if facts.get("version") != FACTS_VERSION:
-                raise ReportError(f"{path}:{n}: clip facts version {facts.get('version')!r}; this viewer reads "
-                                  f"version {FACTS_VERSION}")
-            rows.append(row)
+        lines = fh.readlines()
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            if n == len(lines) and not line.endswith("\n"):
+                print(f"[report] warning: {path}:{n}: last line is cut off (the run was killed while writing "
+                      f"it): left out, {len(rows)} rollouts read", file=sys.stderr)
+                break
+            raise ReportError(f"{path}:{n}: not a JSON line ({err}); is the file cut off?") from err
+        facts = row.get("echo") if isinstance(row, dict) else None
+        if not isinstance(facts, dict):
+            raise ReportError(
+                f"{path}:{n}: no clip facts (key 'echo'). The dump was written without EchoRL: train through "
+                f"`python -m echorl_verl.main_ppo` with echo.enable=true and {DUMP_SETTING}"
+            )
+        if facts.get("version") != FACTS_VERSION:
+            raise ReportError(f"{path}:{n}: clip facts version {facts.get('version')!r}; this viewer reads "
+                              f"version {FACTS_VERSION}")
+        rows.append(row)
     return rows
 
 
