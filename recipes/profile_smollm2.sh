@@ -19,7 +19,9 @@ CPU_MODEL=smollm2
 : "${VAL_TEMPERATURE:=0.7}"
 : "${TRAIN_BATCH:=16}"
 : "${MINI_BATCH:=16}"
-: "${MAX_TOKENS_PER_GPU:=8192}"
+: "${MAX_TOKENS_PER_GPU:=2048}"   # tokens per micro-batch: its fp32 logits over 49,152 ids are 0.4 GB (8192 ran
+                                  # this 24 GB machine out of memory beside the vLLM engine)
+export VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-1}"   # GiB; 32 sequences of 384 tokens need ~0.3
 : "${LR:=1e-6}"
 : "${PROJECT:=echorl_smollm2}"
 : "${BOUNDARY_IDS=}"              # the tokenizer's own newline ids (129, incl. "\n" 198 and "\n\n" 1116)
