@@ -184,14 +184,27 @@ def test_echo_and_baseline_change_every_weight(smoke_study):
 @pytest.fixture(scope="session")
 def verl_main(recipe_run):
     """verl's unmodified `python -m verl.trainer.main_ppo`: the GSPO baseline recipe with ENTRY=verl (also the
-    GSPO baseline of the recipe checks), seed 0 and a checkpoint at step 2 as the smoke study's runs."""
-    return recipe_run("gspo_baseline_qwen.sh", ENTRY="verl", SEED="0", SAVE_FREQ="2")
+    GSPO baseline of the recipe checks), seed 0 and a checkpoint at step 2 as the smoke study's runs. vLLM
+    generates in float32 here, the actor's precision, so that step 2 shows the synced weights: with verl's
+    default, bfloat16, one run's token probabilities differed from the actor's by up to 0.06 at step 1 and 0.6
+    at step 2; in float32 by 4e-6 and 9e-6."""
+    from echorl_verl.shm import remove_leftovers
+
+    started = time.time()
+    try:
+        return recipe_run("gspo_baseline_qwen.sh", "actor_rollout_ref.rollout.dtype=float32", ENTRY="verl", SEED="0",
+                          SAVE_FREQ="2")
+    finally:
+        # verl's own driver does not remove the ~400 MB that vLLM's ring buffers leave in /dev/shm
+        # (echorl_verl.main_ppo does, echorl_verl/shm.py): not on this machine's RAM after every suite
+        remove_leftovers(started)
 
 
 def test_verls_own_main_ppo_runs_and_syncs_weights(verl_main):
     assert_trained(verl_main)
+    assert verl_main["config"]["actor_rollout_ref"]["rollout"]["dtype"] == "float32"
     assert verl_main["steps"][1]["actor/grad_norm"] > 0  # the weights changed at step 1 ...
-    assert verl_main["steps"][2]["training/rollout_probs_diff_max"] < 1e-3  # ... and step 2's rollout used them
+    assert verl_main["steps"][2]["training/rollout_probs_diff_max"] < 1e-4  # ... and step 2's rollout used them
 
 
 def test_echo_off_is_verls_own_trainer(smoke_study, verl_main):
@@ -394,11 +407,13 @@ def test_the_gradient_telemetry_is_exact(cluster_run):
         verl_ppo_loss_at_ratio_1(rows, config["actor_rollout_ref"]["actor"]), params, retain_graph=True)])
     echo = torch.cat([g.reshape(-1) for g in torch.autograd.grad(config["echo"]["coef"] * nll / tokens, params)])
     echo_norm, rl_norm = float(echo.norm()), float(rl.norm())
-    assert m["actor/echo_grad_norm"] == pytest.approx(echo_norm, rel=1e-3)
-    assert m["actor/rl_grad_norm"] == pytest.approx(rl_norm, rel=1e-3)
-    assert m["actor/echo_grad_ratio"] == pytest.approx(echo_norm / rl_norm, rel=1e-3)
-    assert m["actor/echo_grad_cos"] == pytest.approx(float(echo @ rl) / (echo_norm * rl_norm), abs=1e-2)
-    assert m["actor/grad_norm"] == pytest.approx(float((echo + rl).norm()), rel=1e-3)
+    # measured: norms within 2e-6 (relative), the cosine within 2e-5; the worker derives the cosine from
+    # |g|^2 - |g_echo|^2 - |g_rl|^2 in float32, which loses precision as the ratio falls (here 0.0025)
+    assert m["actor/echo_grad_norm"] == pytest.approx(echo_norm, rel=1e-4)
+    assert m["actor/rl_grad_norm"] == pytest.approx(rl_norm, rel=1e-4)
+    assert m["actor/echo_grad_ratio"] == pytest.approx(echo_norm / rl_norm, rel=1e-4)
+    assert m["actor/echo_grad_cos"] == pytest.approx(float(echo @ rl) / (echo_norm * rl_norm), abs=2e-3)
+    assert m["actor/grad_norm"] == pytest.approx(float((echo + rl).norm()), rel=1e-4)
 
 
 def test_the_clip_viewer_on_a_real_run_opens_in_chromium(smoke_study, tmp_path):
