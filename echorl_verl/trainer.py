@@ -114,6 +114,10 @@ def infra_error_rows(extra_fields: list, not_padding: torch.Tensor) -> float:
                      for extra, keep in zip(extra_fields, not_padding.tolist()) if keep))
 
 
+class RolloutEngineFailed(RuntimeError):
+    """No rollout of a step survived because the rollout engine failed (the message names its error)."""
+
+
 class EchoPPOTrainer(PPOTrainerSync):
     """verl's sync v1 trainer + EchoRL. With `echo.enable=false` it is PPOTrainerSync + `reward/infra_error_rows`."""
 
@@ -230,6 +234,42 @@ class EchoPPOTrainer(PPOTrainerSync):
         metrics["reward/infra_error_rows"] = infra_error_rows(data.pop("extra_fields").tolist(), not_padding_rows(batch))
 
     # --- every run: checkpoint retention --------------------------------------------------------------
+    # --- a failed rollout engine, named --------------------------------------------------------------
+    def _step_once(self, metrics: dict, timing_raw: dict, sample_batch_size: int) -> KVBatchMeta:
+        """verl's step; when no rollout of the step survived, the error names the rollout engine's own failure.
+
+        verl's agent loop logs each rollout's error and marks its group failed (agent_loop_tq.py:131-148); with
+        every group failed, the replay buffer raises "no materializable trajectories ... enable
+        sync_refill_failed_groups" (replay_buffer.py:505-510), which names neither the cause nor the fix when
+        the vLLM engine itself died. Each rollout server is then asked to clear its KV cache, which touches the
+        engine: a dead one answers with its own error (vLLM's EngineDeadError), and that is what the run reports.
+        """
+        try:
+            return super()._step_once(metrics, timing_raw, sample_batch_size)
+        except RuntimeError as err:
+            if "no materializable trajectories" not in str(err):
+                raise
+            cause = self._rollout_engine_failure()
+            if cause is None:
+                raise
+            raise RolloutEngineFailed(
+                f"every rollout of step {self.global_steps} failed: the rollout engine is down ({cause}); "
+                "its log above has the root cause"
+            ) from err
+
+    def _rollout_engine_failure(self, timeout_s: float = 30.0) -> str | None:
+        """`Type: message` of the first rollout server whose engine fails a KV-cache clear; None when all answer."""
+        manager = getattr(self, "llm_server_manager", None)
+        for replica in (manager.get_replicas() if manager is not None else []):
+            for server in getattr(replica, "servers", []):
+                try:
+                    ray.get(server.clear_kv_cache.remote(), timeout=timeout_s)
+                except Exception as err:  # noqa: BLE001  (any failure here is the diagnosis)
+                    while getattr(err, "cause", None) is not None and err.cause is not err:  # RayTaskError
+                        err = err.cause
+                    return f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+        return None
+
     def _save_checkpoint(self):
         super()._save_checkpoint()
         trainer = self.config.trainer

@@ -223,5 +223,13 @@ launch() {
     fi
     if [ "$ENTRY" = verl ]; then ECHORL_DRY_RUN=1 "${check[@]}" > /dev/null || exit 2; fi
     echo "[echorl] $name (PROFILE=$PROFILE): metrics -> $VERL_FILE_LOGGER_PATH"
+    if [ "$ENTRY" = verl ]; then
+        # verl's own driver leaves its run's shared memory behind (vLLM's ring buffers): remove it as ours does
+        local started rc=0
+        started="$("$PYTHON" -c 'import time; print(time.time())')"
+        "${cmd[@]}" || rc=$?
+        "$PYTHON" -c 'import sys; from echorl_verl import shm; shm.end_run(float(sys.argv[1]))' "$started"
+        exit "$rc"
+    fi
     exec "${cmd[@]}"
 }

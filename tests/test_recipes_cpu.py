@@ -188,16 +188,14 @@ def verl_main(recipe_run):
     generates in float32 here, the actor's precision, so that step 2 shows the synced weights: with verl's
     default, bfloat16, one run's token probabilities differed from the actor's by up to 0.06 at step 1 and 0.6
     at step 2; in float32 by 4e-6 and 9e-6."""
-    from echorl_verl.shm import remove_leftovers
+    from echorl_verl.shm import leftovers
 
     started = time.time()
-    try:
-        return recipe_run("gspo_baseline_qwen.sh", "actor_rollout_ref.rollout.dtype=float32", ENTRY="verl", SEED="0",
-                          SAVE_FREQ="2")
-    finally:
-        # verl's own driver does not remove the ~400 MB that vLLM's ring buffers leave in /dev/shm
-        # (echorl_verl.main_ppo does, echorl_verl/shm.py): not on this machine's RAM after every suite
-        remove_leftovers(started)
+    run = recipe_run("gspo_baseline_qwen.sh", "actor_rollout_ref.rollout.dtype=float32", ENTRY="verl", SEED="0",
+                     SAVE_FREQ="2")
+    # verl's own driver leaves vLLM's ring buffers (~400 MB) in /dev/shm; the recipe's launch removes them
+    assert leftovers(started) == []
+    return run
 
 
 def test_verls_own_main_ppo_runs_and_syncs_weights(verl_main):

@@ -84,7 +84,9 @@ def test_a_dead_vllm_engine_ends_the_run(toy_dir, tmp_path):
     assert rc == 1 and run.ended_at - killed_at < ENGINE_DEATH_BOUND_S, (run.ended_at - killed_at, run.tail())
     assert run.segments, "the run wrote no shared memory: the clean-up check would prove nothing"
     assert_nothing_left(run)
-    assert run.last_stderr_line().startswith("echorl_verl: the run failed: EngineDeadError:"), run.tail()
+    line = run.last_stderr_line()
+    assert line.startswith("echorl_verl: the run failed: RolloutEngineFailed: every rollout of step 2 failed: "
+                           "the rollout engine is down (EngineDeadError"), run.tail()
 
 
 # ------------------------------------------------------------------ a hard kill, then the same command again

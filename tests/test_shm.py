@@ -63,3 +63,18 @@ def test_the_next_attempt_cleans_up_after_a_killed_one(tmp_path, capsys):
         assert f"psm_alive_{tag}" in os.listdir(shm.SHM_DIR)
     finally:
         os.unlink(os.path.join(shm.SHM_DIR, f"psm_alive_{tag}"))
+
+
+def test_a_zombie_driver_counts_as_gone():
+    """A killed driver that its parent has not reaped yet is a zombie: its attempt's leftovers are garbage."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    child.kill()
+    time.sleep(0.5)  # dead, not reaped: a zombie
+    try:
+        assert not shm._pid_alive(child.pid)
+        assert shm._pid_alive(os.getpid())
+    finally:
+        child.wait()

@@ -1,4 +1,4 @@
-"""Fault injection for the tests that a fault ends a run instead of hanging it (tests/test_vllm_faults.py).
+"""Fault injection for the tests that a fault ends a run instead of hanging it (tests/test_run_lifecycle.py).
 
 On PYTHONPATH, Python imports this file at start-up in every process of the run (the driver, Ray's workers,
 vLLM's engine and worker processes inherit PYTHONPATH). With `ECHORL_FAULT=weight_load` the vLLM worker's
