@@ -32,6 +32,7 @@ from verl.utils.device import auto_set_device
 from echorl_verl.advantage import ECHO_ESTIMATOR, check_base_estimator
 from echorl_verl.config import EchoConfig, EchoConfigError
 from echorl_verl import shm
+from echorl_verl.errors import failure_line
 from echorl_verl.preflight import PreflightError, preflight
 
 #: environment variables (by prefix) the driver forwards to every Ray worker, also on a cluster started with
@@ -196,14 +197,6 @@ def main(config: DictConfig) -> None:
         traceback.print_exc()
         print(f"echorl_verl: the run failed: {failure_line(err)}", file=sys.stderr)
         raise SystemExit(1) from None
-
-
-def failure_line(err: BaseException) -> str:
-    """`Type: first line` of what failed, looking through Ray's wrapper to the worker's own exception."""
-    while getattr(err, "cause", None) is not None and err.cause is not err:  # ray.exceptions.RayTaskError
-        err = err.cause
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
 if __name__ == "__main__":

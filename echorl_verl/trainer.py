@@ -46,6 +46,7 @@ from verl.workers.utils.padding import response_to_nested
 from echorl_verl.advantage import fold_into_advantages
 from echorl_verl.checkpoints import prune
 from echorl_verl.config import EchoConfig, resolve_boundary_ids
+from echorl_verl.errors import failure_line
 from echorl_verl.loss import CLIP_MASK_KEY, TELEMETRY_KEY
 from echorl_verl.sampling import keep_all_success_groups
 from echorl_verl.selection import EchoClips, group_ids_from_uids, select_echo_clips, selection_metrics
@@ -265,9 +266,7 @@ class EchoPPOTrainer(PPOTrainerSync):
                 try:
                     ray.get(server.clear_kv_cache.remote(), timeout=timeout_s)
                 except Exception as err:  # noqa: BLE001  (any failure here is the diagnosis)
-                    while getattr(err, "cause", None) is not None and err.cause is not err:  # RayTaskError
-                        err = err.cause
-                    return f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+                    return failure_line(err)
         return None
 
     def _save_checkpoint(self):

@@ -67,6 +67,20 @@ TOY = toy_cache_dir("toy-default")
 SIZES = {"TRAIN_BATCH": "16", "MINI_BATCH": "8", "TOTAL_STEPS": "2"}
 
 
+def python_json(code, env_extra=None, unset=("VERL_PLATFORM", "VERL_USE_EXTERNAL_MODULES"), timeout=300):
+    """Run `code` (dedented) in a fresh interpreter from the repo root, with this environment less `unset` plus
+    `env_extra`; it must exit 0 and print one JSON line last, which is returned."""
+    import json
+    import textwrap
+
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    env.update(env_extra or {})
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def clean_env(**extra):
     """This process's environment without the settings a recipe reads (VERL_*, ECHORL_*, PROFILE, ...), plus `extra`."""
     env = {k: v for k, v in os.environ.items()

