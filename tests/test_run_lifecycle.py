@@ -25,8 +25,8 @@ import pytest
 
 from echo_testlib import PYTHON, REPO, WatchedRecipe, clean_env, logged_steps, processes_in, still_alive
 
-# every training run of the suite on one pytest-xdist worker, one after another (pytest.ini)
-pytestmark = pytest.mark.xdist_group("training_runs")
+# a training run: `make test` runs these one after another, beside the other tests (pytest.ini)
+pytestmark = pytest.mark.training_runs
 
 #: ECHORL_WEIGHT_SYNC_TIMEOUT_S of the weight-sync test, and what the run may take after it to end
 WEIGHT_SYNC_TIMEOUT_S = 20

@@ -10,7 +10,7 @@ from echorl_verl import shm
 
 # with the training runs (pytest.ini): a run's clean-up removes any unused segment written since its start
 pytestmark = [pytest.mark.skipif(not os.path.isdir(shm.SHM_DIR), reason="no /dev/shm on this platform"),
-              pytest.mark.xdist_group("training_runs")]
+              pytest.mark.training_runs]
 
 
 def _segment(name: str, size: int = 4096) -> shared_memory.SharedMemory:

@@ -15,8 +15,8 @@ import pytest
 
 from echo_testlib import PYTHON, REPO
 
-# every training run of the suite on one pytest-xdist worker, one after another (pytest.ini)
-pytestmark = pytest.mark.xdist_group("training_runs")
+# a training run: `make test` runs these one after another, beside the other tests (pytest.ini)
+pytestmark = pytest.mark.training_runs
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import torch
 from echo_testlib import REPO, python_json
 
 # with the training runs (pytest.ini): the weight-sync check counts every verl_weights_* segment in /dev/shm
-pytestmark = pytest.mark.xdist_group("training_runs")
+pytestmark = pytest.mark.training_runs
 
 PROBE = r"""
 import importlib.metadata, json, sys
