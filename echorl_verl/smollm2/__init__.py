@@ -7,8 +7,10 @@ folder it is a real instruction-tuned model with a real BPE tokenizer (../shared
 Modules: `convert` (GGUF -> HF folder with eos/pad fixed, round trip checked, cached:
 `python -m echorl_verl.smollm2.convert`), `task` (problems with n operations, worked solutions, the two-shot
 chat prompt), `data` (verl parquet files: `python -m echorl_verl.smollm2.data`), `reward` (verl
-`compute_score` on the last line `Answer: <number>`), `survey` (sample the model, count format, accuracy,
-group outcomes and steps).
+`compute_score` on the last line `Answer: <number>`), `warmup` (a short cached SFT on worked multi-operation
+problems: the starting model of issue 15's regime, `python -m echorl_verl.smollm2.warmup`, in
+$ECHORL_CACHE/smollm2-warm/<hash>), `survey` (sample the model, count format, accuracy, group outcomes and steps;
+`--clips`: EchoRL's clips of the all-success groups).
 
 Layout of a build folder (default ~/.cache/echorl_verl/smollm2, or $ECHORL_CACHE/smollm2):
     model/               the HF folder (config, weights, tokenizer, chat template, generation config)
