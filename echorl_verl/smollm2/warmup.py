@@ -49,6 +49,7 @@ import time
 from dataclasses import dataclass
 
 from echorl_verl.atomic import build_lock, write_text
+from echorl_verl.sft_batch import right_padded
 from echorl_verl.smollm2 import default_dir, paths
 from echorl_verl.smollm2.task import Problem, messages, sample_problems, worked_solution
 
@@ -148,18 +149,11 @@ def response_ids(tokenizer, problem: Problem) -> list[int]:
 def make_batch(tokenizer, problems: list[Problem]):
     """Right-padded (pad = eos) input_ids, attention_mask and labels [B, T] int64; labels are -100 except on the
     response tokens and their eos (at their own positions: the model shifts them)."""
-    import torch
-
     rows = []
     for p in problems:
         prompt, response = prompt_ids(tokenizer, p.question), response_ids(tokenizer, p)
         rows.append((prompt + response, [-100] * len(prompt) + response))
-    width = max(len(ids) for ids, _ in rows)
-    pad = tokenizer.pad_token_id
-    ids = torch.tensor([r + [pad] * (width - len(r)) for r, _ in rows])
-    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r, _ in rows])
-    labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in rows])
-    return ids, mask, labels
+    return right_padded(rows, tokenizer.pad_token_id)
 
 
 def shared_prefix_len(ids, labels) -> int:

@@ -13,6 +13,8 @@ import random
 import torch
 from tqdm import tqdm
 
+from echorl_verl.sft_batch import right_padded
+
 from .task import sample_problem, worked_solution
 from .tokenizer import encode_prompt
 
@@ -29,12 +31,7 @@ def make_batch(tokenizer, problems) -> tuple[torch.Tensor, torch.Tensor, torch.T
         prompt = encode_prompt(tokenizer, p.prompt)
         response = tokenizer.encode(worked_solution(p), add_special_tokens=False) + [tokenizer.eos_token_id]
         rows.append((prompt + response, [-100] * len(prompt) + response))
-    width = max(len(ids) for ids, _ in rows)
-    pad = tokenizer.pad_token_id
-    ids = torch.tensor([r + [pad] * (width - len(r)) for r, _ in rows])
-    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r, _ in rows])
-    labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in rows])
-    return ids, mask, labels
+    return right_padded(rows, tokenizer.pad_token_id)
 
 
 def warmup_sft(
