@@ -175,7 +175,7 @@ def test_report_cells_intervals_and_paired_differences(study):
     text, figures = build_report(study)
     assert "WARNING" not in text
     assert sorted(figures) == sorted(["val_accuracy", "pass_at_k", "all_success_share", "entropy",
-                                      "response_length", "step_seconds"])
+                                      "response_length", "step_seconds", "echo_grad_ratio", "effect_vs_ratio"])
     lines = text.splitlines()
     base = next(line for line in lines if line.startswith("| base | 3 |"))
     finals = [pass1(VAL[("base", s)][2]) for s in range(3)]
@@ -219,6 +219,42 @@ def test_the_echo_signal_and_the_telemetry_cost_are_exact(study):
     line = next(l for l in text.splitlines() if l.startswith("| echo | 3 | 0.0035 ["))
     assert f"0.0600 [{0.06 - half:.4f}, {0.06 + half:.4f}]" in line and "| 3.00 [3.00, 3.00] | 2.00 [" in line
     assert not any(l.startswith("| base |") for l in text.split("## The echo signal")[1].split("## Curves")[0].splitlines())
+
+
+def test_the_effect_against_the_measured_ratio_is_exact(study):
+    """The table a user choosing echo.coef reads: per echo arm its coefficient, the measured ratio over
+    seeds, and the paired Δ of final pass@1 and pass@k; the plot puts the arm at its mean ratio, the
+    horizontal bar over the runs' lowest and highest ratio."""
+    from echorl_verl.study.stats import outcome_table, signal_table
+    from echorl_verl.study.weight import draw_weight, weight_rows
+
+    results, _ = load_results(study)
+    rows = weight_rows(results, outcome_table(results), signal_table(results), ["base", "echo"], "base")
+    assert [r["arm"] for r in rows] == ["echo"] and rows[0]["coef"] == [0.01]
+    (row,) = rows
+    assert row["ratio"].mean == pytest.approx(0.06) and row["ratio_range"] == pytest.approx((0.03, 0.09))
+    assert row["aa"].mean == 0.0 and row["aa"].n == 3
+    diffs = [pass1(VAL[("echo", s)][2]) - pass1(VAL[("base", s)][2]) for s in range(3)]  # 4/16, 4/16, 0
+    assert row["final_pass1"].mean == pytest.approx(sum(diffs) / 3)
+    text = build_report(study)[0]
+    section = text.split("## The effect against what the echo term weighs")[1].split("## Curves")[0]
+    line = next(l for l in section.splitlines() if l.startswith("| echo |"))
+    half = T2 * 0.03 / math.sqrt(3)
+    assert line.startswith(f"| echo | 0.01 | 0.06 [{0.06 - half:.2g}, {0.06 + half:.2g}] | - | +0.0 [+0.0, +0.0] |")
+    assert f"| {100 * sum(diffs) / 3:+.1f} [" in line and "![effect against the echo term's weight]" in section
+    fig = draw_weight(rows, "base", ["base", "echo"])
+    (bars,) = fig.axes[0].containers
+    (xs, ys), = [line.get_xydata()[0] for line in bars.lines[:1]]
+    assert (xs, ys) == pytest.approx((0.06, 100 * sum(diffs) / 3))
+    assert fig.axes[0].get_xscale() == "log"
+    # without telemetry there is no ratio: the arm stays in the table with dashes, no plot
+    no_ratio = signal_table(results).assign(grad_ratio=float("nan"))
+    rows = weight_rows(results, outcome_table(results), no_ratio, ["base", "echo"], "base")
+    assert rows[0]["ratio"].n == 0 and rows[0]["ratio_range"] is None
+    assert draw_weight(rows, "base", ["base", "echo"]) is None
+    # no baseline run: no paired difference, no rows
+    assert weight_rows(results, outcome_table(results).drop("base", level="arm"), signal_table(results),
+                       ["base", "echo"], "base") == []
 
 
 def test_export_then_report_reproduces_the_report(study, tmp_path):

@@ -19,15 +19,22 @@ from echorl_verl.study.configs import config_problems
 from echorl_verl.study.results import SHARE, RunResult, load_results, trained_steps
 from echorl_verl.study.spec import Study, StudyError
 from echorl_verl.study.stats import OUTCOMES, SIGNAL, band, outcome_table, paired, signal_table, t_interval
+from echorl_verl.study.weight import draw_weight, weight_md, weight_rows
 
-# (file stem, y label, curve of one run in display units)
+# (file stem, y label, y scale, curve of one run in display units)
 CURVES = (
-    ("val_accuracy", "validation pass@1 %", lambda r: 100 * suite_mean(accuracy(r.log))),
-    ("pass_at_k", "validation pass@k %", lambda r: 100 * suite_mean(pass_at_k(r.log)[0])),
-    ("all_success_share", "all-success group share %", lambda r: 100 * r.share),
-    ("entropy", "policy entropy (actor/entropy)", lambda r: r.log.series("actor/entropy")),
-    ("response_length", "response length (response_length/mean)", lambda r: r.log.series("response_length/mean")),
-    ("step_seconds", "seconds per step (timing_s/step)", lambda r: r.log.series("timing_s/step")),
+    ("val_accuracy", "validation pass@1 %", "linear", lambda r: 100 * suite_mean(accuracy(r.log))),
+    ("pass_at_k", "validation pass@k %", "linear", lambda r: 100 * suite_mean(pass_at_k(r.log)[0])),
+    ("all_success_share", "all-success group share %", "linear", lambda r: 100 * r.share),
+    ("entropy", "policy entropy (actor/entropy)", "linear", lambda r: r.log.series("actor/entropy")),
+    ("response_length", "response length (response_length/mean)", "linear",
+     lambda r: r.log.series("response_length/mean")),
+    ("step_seconds", "seconds per step (timing_s/step)", "linear", lambda r: r.log.series("timing_s/step")),
+    # the echo term's weight over training, on the telemetry steps (echo arms only)
+    ("echo_grad_ratio", "echo / RL gradient norm (actor/echo_grad_ratio)", "log",
+     lambda r: r.log.series("actor/echo_grad_ratio").dropna()),
+    ("echo_grad_cos", "cos(echo grad, RL grad) (actor/echo_grad_cos)", "linear",
+     lambda r: r.log.series("actor/echo_grad_cos").dropna()),
 )
 
 
@@ -86,7 +93,7 @@ def draw(results: list[RunResult], arms: list[str], baseline: str) -> dict:
 
     palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     figures = {}
-    for stem, ylabel, curve in CURVES:
+    for stem, ylabel, yscale, curve in CURVES:
         fig, ax = plt.subplots(figsize=(6.4, 4))
         drawn = False
         for i, arm in enumerate(arms):
@@ -108,6 +115,7 @@ def draw(results: list[RunResult], arms: list[str], baseline: str) -> dict:
 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are integers
         ax.set_xlabel("step")
+        ax.set_yscale(yscale)
         ax.set_ylabel(ylabel)
         ax.set_title(stem.replace("_", " "))
         ax.grid(alpha=0.3)
@@ -187,8 +195,20 @@ def build_report(study: Study, allow_incomplete: bool = False) -> tuple[str, dic
                   "Per run, the mean over its steps (the gradient columns over the steps that measured them: "
                   "`echo.grad_telemetry_every`); the update_actor columns are medians, on steps that measured the "
                   "gradients and on the others (the telemetry's cost).", ""]
+    rows = weight_rows(results, table, signals, arms, study.baseline)
+    if rows:
+        lines += ["## The effect against what the echo term weighs", "", weight_md(rows, study.baseline), "",
+                  "Per echo arm: the measured echo / RL gradient-norm ratio and cosine (mean [95% CI] over seeds of "
+                  "each run's mean over its telemetry steps) beside the paired Δ to the baseline. A Δ no larger than "
+                  "the A/A column's is not an effect. In the plot the horizontal bar spans the runs' lowest and "
+                  "highest ratio, the vertical bar is the paired Δ's 95% CI.", ""]
     figures = draw(results, arms, study.baseline)
+    weight_figure = draw_weight(rows, study.baseline, arms)
+    if weight_figure is not None:
+        lines += ["![effect against the echo term's weight](effect_vs_ratio.png)", ""]
     lines += ["## Curves (mean over seeds; band: 95% CI)", ""] + [f"![{s}]({s}.png)" for s in figures]
+    if weight_figure is not None:
+        figures["effect_vs_ratio"] = weight_figure
     lines += ["", "## Definitions", "", DEFINITIONS, "", "## Per run", "",
               markdown_table(_per_run(table)), ""]
     return "\n".join(lines), figures
