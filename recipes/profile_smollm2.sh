@@ -11,6 +11,8 @@
 #                   0 = the raw converted model (with OPERATIONS=1: the one-operation profile of before).
 #                   A MODEL_PATH you set wins (no warm-up).
 #   VAL_SIZE        validation prompts (default 64); the warm-up never trains on them
+#   SHOTS           worked examples in each prompt (default 2; 0 = the question alone, for a warm model: about 70
+#                   prompt tokens instead of 215); the warm-up trains on the same prompts
 : "${PYTHON:=$([ -x "$REPO/.venv/bin/python" ] && echo "$REPO/.venv/bin/python" || echo python3)}"
 ECHORL_CACHE="${ECHORL_CACHE:-$HOME/.cache/echorl_verl}"
 SMOLLM2_DIR="$(absolute "${SMOLLM2_DIR:-$ECHORL_CACHE/smollm2}")"
@@ -38,9 +40,10 @@ source "$REPO/recipes/profile_cpu.sh"
 # warm model (trained once per settings, then cached)
 "$PYTHON" -m echorl_verl.smollm2.convert --output_dir "$SMOLLM2_DIR" >&2 || exit 2
 "$PYTHON" -m echorl_verl.smollm2.data --output_dir "$SMOLLM2_DIR" --operations "${OPERATIONS:-2}" \
-    --val_size "${VAL_SIZE:-64}" >&2 || exit 2
+    --val_size "${VAL_SIZE:-64}" --shots "${SHOTS:-2}" >&2 || exit 2
 if [ -n "$WARM_MODEL" ] && [ "${WARMUP_STEPS:-}" != 0 ]; then
     MODEL_PATH="$("$PYTHON" -m echorl_verl.smollm2.warmup --smollm2_dir "$SMOLLM2_DIR" --print_model_path \
-        ${WARMUP_STEPS:+--steps "$WARMUP_STEPS"} --operations "${OPERATIONS:-2}" --val_size "${VAL_SIZE:-64}")" \
+        ${WARMUP_STEPS:+--steps "$WARMUP_STEPS"} --operations "${OPERATIONS:-2}" --val_size "${VAL_SIZE:-64}" \
+        --shots "${SHOTS:-2}")" \
         || exit 2
 fi

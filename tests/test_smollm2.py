@@ -193,6 +193,23 @@ def test_prompt_is_the_two_shot_chat():
         assert compute_score(DATA_SOURCE, answer, gold)["score"] == 1.0 and steps_of(answer) >= 2
 
 
+def test_fewer_shots_drop_the_examples_and_keep_the_question(tokenizer):
+    """shots=0 (for a model warmed up on the format): the question alone, a third of the tokens; the data's
+    questions do not depend on the shots, only its prompts."""
+    assert messages("What is 2 + 3?", 0) == [{"role": "user", "content": f"What is 2 + 3?\n{INSTRUCTION}"}]
+    assert messages("What is 2 + 3?", 1)[:2] == messages("What is 2 + 3?")[:2] and len(messages("x", 1)) == 3
+    for bad in (-1, 3, 1.0):
+        with pytest.raises(ValueError, match="shots must be an integer from 0 to 2"):
+            messages("What is 2 + 3?", bad)
+    zero, two = make_splits(8, 8, seed=0, operations=2, shots=0), make_splits(8, 8, seed=0, operations=2)
+    for split in ("train", "val"):
+        assert list(zero[split]["extra_info"]) == list(two[split]["extra_info"])
+        assert [list(p) for p in zero[split]["prompt"]] == [messages(e["question"], 0) for e in zero[split]["extra_info"]]
+    lengths = [len(tokenizer(tokenizer.apply_chat_template(list(p), add_generation_prompt=True, tokenize=False),
+                             add_special_tokens=False)["input_ids"]) for p in zero["val"]["prompt"]]
+    assert 50 < min(lengths) and max(lengths) < 100
+
+
 # ---------------------------------------------------------------- data
 def test_parquet_rows_load_with_verls_rlhf_dataset(tmp_path, tokenizer):
     from omegaconf import OmegaConf

@@ -53,10 +53,13 @@ def test_prompt_is_the_token_ids_verl_sends(tokenizer):
     from verl.utils.tokenizer.tokenizer import normalize_token_ids
 
     for p in w.step_problems(w.WarmupSettings(operations=(2, 3)), 0, frozenset()):
-        sent = normalize_token_ids(apply_chat_template(tokenizer, messages(p.question), tokenize=True,
-                                                       add_generation_prompt=True))
-        assert w.prompt_ids(tokenizer, p.question) == sent
-        assert tokenizer.decode(sent).endswith(f"{user_turn(p.question)}<|im_end|>\n<|im_start|>assistant\n")
+        for shots in (2, 0):  # the data's prompts (`echorl_verl.smollm2.data --shots`)
+            sent = normalize_token_ids(apply_chat_template(tokenizer, messages(p.question, shots), tokenize=True,
+                                                           add_generation_prompt=True))
+            assert w.prompt_ids(tokenizer, p.question, shots) == sent
+            assert tokenizer.decode(sent).endswith(f"{user_turn(p.question)}<|im_end|>\n<|im_start|>assistant\n")
+    ids, _, labels = w.make_batch(tokenizer, [p], shots=0)
+    assert ids[0, :len(sent)].tolist() == sent and (labels[0, :len(sent)] == -100).all()
 
 
 def test_labels_cover_the_response_and_eos_only(tokenizer):
@@ -175,6 +178,7 @@ def test_a_half_written_folder_is_rebuilt(built, smollm2_build):
     (dict(operations=()), "operations must be integers >= 1"),
     (dict(operations=(2, 0)), "operations must be integers >= 1"),
     (dict(batch_size=1, operations=(2, 3)), "batch_size 1 is smaller than the number of operations"),
+    (dict(shots=3), "shots must be an integer from 0 to 2, got 3"),
 ])
 def test_bad_settings_fail_with_one_line(settings, words):
     with pytest.raises(w.WarmupError) as err:

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from echorl_verl.atomic import build_lock, write_text
 from echorl_verl.sft_batch import right_padded
 from echorl_verl.smollm2 import default_dir, paths
-from echorl_verl.smollm2.task import Problem, messages, sample_problems, worked_solution
+from echorl_verl.smollm2.task import SHOTS, Problem, messages, sample_problems, worked_solution
 
 # Bump when the output changes for the same settings (data draw, loss, precision, saved files).
 WARMUP_VERSION = 1
@@ -75,6 +75,7 @@ class WarmupSettings:
     data_seed: int = 0  # `echorl_verl.smollm2.data --seed`: its validation questions are never trained on
     val_size: int = 64  # `echorl_verl.smollm2.data --val_size`
     bf16: bool = True  # CPU autocast bfloat16 for the forward/backward (see the module docstring)
+    shots: int = 2  # worked examples in the prompt (`echorl_verl.smollm2.data --shots`): train on what verl sends
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "operations", tuple(self.operations))
@@ -88,6 +89,8 @@ class WarmupSettings:
                               f"lr_warmup={self.lr_warmup}")
         if not self.operations or any(not isinstance(k, int) or k < 1 for k in self.operations):
             raise WarmupError(f"warm-up operations must be integers >= 1 (e.g. 2 or 2,3), got {self.operations!r}")
+        if not isinstance(self.shots, int) or not 0 <= self.shots <= len(SHOTS):
+            raise WarmupError(f"warm-up shots must be an integer from 0 to {len(SHOTS)}, got {self.shots!r}")
         if len(self.operations) > self.batch_size:
             raise WarmupError(f"warm-up batch_size {self.batch_size} is smaller than the number of operations "
                               f"{self.operations}: every step needs a problem of each; raise batch_size")
@@ -135,9 +138,9 @@ def step_problems(settings: WarmupSettings, step: int, exclude: frozenset[str]) 
     return problems
 
 
-def prompt_ids(tokenizer, question: str) -> list[int]:
+def prompt_ids(tokenizer, question: str, shots: int = 2) -> list[int]:
     """The prompt tokens verl's rollout sends: the chat template with its generation prompt, nothing added."""
-    text = tokenizer.apply_chat_template(messages(question), add_generation_prompt=True, tokenize=False)
+    text = tokenizer.apply_chat_template(messages(question, shots), add_generation_prompt=True, tokenize=False)
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
@@ -146,12 +149,12 @@ def response_ids(tokenizer, problem: Problem) -> list[int]:
     return tokenizer(worked_solution(problem), add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
 
 
-def make_batch(tokenizer, problems: list[Problem]):
+def make_batch(tokenizer, problems: list[Problem], shots: int = 2):
     """Right-padded (pad = eos) input_ids, attention_mask and labels [B, T] int64; labels are -100 except on the
     response tokens and their eos (at their own positions: the model shifts them)."""
     rows = []
     for p in problems:
-        prompt, response = prompt_ids(tokenizer, p.question), response_ids(tokenizer, p)
+        prompt, response = prompt_ids(tokenizer, p.question, shots), response_ids(tokenizer, p)
         rows.append((prompt + response, [-100] * len(prompt) + response))
     return right_padded(rows, tokenizer.pad_token_id)
 
@@ -205,7 +208,7 @@ def train(model, tokenizer, settings: WarmupSettings, on_step=None) -> list[floa
     model.train()
     losses = []
     for step in range(settings.steps):
-        ids, mask, labels = make_batch(tokenizer, step_problems(settings, step, exclude))
+        ids, mask, labels = make_batch(tokenizer, step_problems(settings, step, exclude), settings.shots)
         with autocast:
             loss = response_loss(model, ids, mask, labels)
         opt.zero_grad(set_to_none=True)
