@@ -230,6 +230,41 @@ def test_a_run_over_its_time_limit_is_stopped(tmp_path, fake, monkeypatch):
         pytest.fail(f"the recipe's child {sleeper} outlived the time limit")
 
 
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_a_stopped_harness_stops_its_run_too(tmp_path, fake, monkeypatch, sig):
+    """`kill` of the harness (or a closed terminal): the recipe runs in its own session, so without the harness
+    passing the stop on it would train on as an orphan. The run's status says why it stopped."""
+    import signal
+
+    monkeypatch.setenv("FAKE_SLEEP", "120")
+    path = study_file(tmp_path, fake, seeds=[0], arms={"base": {"recipe": str(fake)}})
+    study = load_study(path)
+    harness = subprocess.Popen([sys.executable, "-m", "echorl_verl.study", "run", path], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    marker = os.path.join(study.run_dir("base", 0), ".sleeper")
+    for _ in range(300):
+        if os.path.exists(marker) and open(marker).read().strip():
+            break
+        time.sleep(0.1)
+    sleeper = int(open(marker).read())
+    start = time.monotonic()
+    harness.send_signal(getattr(signal, sig))
+    _, err = harness.communicate(timeout=60)
+    assert harness.returncode == 130 and f"interrupted ({sig})" in err, err
+    assert time.monotonic() - start < 30
+    for _ in range(50):  # the recipe and its child are gone with the harness
+        try:
+            os.kill(sleeper, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(sleeper, 9)
+        pytest.fail(f"the recipe's child {sleeper} outlived the stopped harness")
+    s = status(study, "base", 0)
+    assert s["finished"] is False and s["error"] == f"interrupted ({sig})"
+
+
 def test_an_unfinished_run_continues_as_a_new_attempt(tmp_path, fake):
     """A run stopped mid-way (status unfinished) runs again in its folder: a second metrics file, and
     the report reads both attempts."""

@@ -56,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     except StudyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("[study] interrupted; `study run` again continues where it stopped", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP while a study runs (study.run.Interrupted)
+        print(f"[study] interrupted ({getattr(exc, 'signal_name', 'Ctrl-C')}); `study run` again continues where "
+              "it stopped", file=sys.stderr)
         return 130
     return 0
 

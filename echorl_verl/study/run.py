@@ -13,16 +13,20 @@ A run is finished when the recipe exited 0 and left a metrics file in RUN_DIR. A
 on a rerun (if its command and environment are still the study's; otherwise the harness stops and says
 so). An unfinished one runs again in the same folder: the recipe gives the new attempt its own metrics
 file and `trainer.resume_mode=auto` continues from its last checkpoint. A failed try is retried once; a run
-that fails twice is reported and the study goes on with the next run.
+that fails twice is reported and the study goes on with the next run. Ctrl-C, SIGTERM or SIGHUP to the
+harness stops the running recipe with it (the run's status: "interrupted (SIGTERM)"), so a study stopped from
+outside leaves no run training on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -80,6 +84,35 @@ def is_done(p: Plan) -> bool:
     return True
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, or SIGTERM / SIGHUP to the harness (`kill`, a closed terminal, a batch system's stop): the running
+    recipe is stopped with it, its status says so, and `study run` again continues the run."""
+
+    def __init__(self, signal_name: str = "Ctrl-C"):
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+def _interrupt(signum, _frame) -> None:
+    signal.signal(signum, signal.SIG_IGN)  # a second one must not cut short the stopping of the recipe
+    raise Interrupted(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def _stopped_by_signals():
+    """SIGTERM and SIGHUP raise Interrupted (as Ctrl-C raises KeyboardInterrupt) while the study runs, so the recipe,
+    in its own session, is stopped too instead of training on as an orphan."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _stop(proc: subprocess.Popen) -> None:
     """Stop the recipe and everything it started (its own process group: Ray, workers)."""
     for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
@@ -134,8 +167,9 @@ def execute(p: Plan, timeout_s: float | None) -> dict:
     for _ in range(TRIES):
         try:
             tries.append(try_once(p, timeout_s))
-        except KeyboardInterrupt:
-            write_status(p, tries + [{"exit_code": None, "wall_s": None, "error": "interrupted (Ctrl-C)"}])
+        except KeyboardInterrupt as exc:
+            name = getattr(exc, "signal_name", "Ctrl-C")
+            write_status(p, tries + [{"exit_code": None, "wall_s": None, "error": f"interrupted ({name})"}])
             raise
         status = write_status(p, tries)
         if status["finished"]:
@@ -159,7 +193,8 @@ def run_study(study: Study) -> list[dict]:
     print(f"[study] {study.name}: {len(plans)} runs ({len(study.arms)} arms x {len(study.seeds)} seeds), "
           f"{done} finished before, {len(todo)} to run, in {study.study_dir}", file=sys.stderr)
     failed, walls = [], []
-    with tqdm(total=len(plans), initial=done, desc="study runs", unit="run", file=sys.stderr) as bar:
+    with _stopped_by_signals(), tqdm(total=len(plans), initial=done, desc="study runs", unit="run",
+                                     file=sys.stderr) as bar:
         for p in todo:
             bar.set_postfix_str(f"{p.arm} seed {p.seed}")
             start = time.monotonic()
