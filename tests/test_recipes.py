@@ -258,6 +258,26 @@ def test_the_cpu_profile_leaves_a_cluster_started_first_its_own_sizes(tmp_path, 
     assert cfg["trainer"]["n_gpus_per_node"] == 2 and cfg["trainer"]["device"] == "cpu"
 
 
+@pytest.mark.parametrize("raw", [dict(WARMUP_STEPS="0"), "MODEL_PATH"])
+def test_the_smollm2_profile_with_the_raw_model(tmp_path, smollm2_build, raw):
+    """PROFILE=smollm2 without its warm-up (WARMUP_STEPS=0, or a MODEL_PATH of one's own, which a `$(... && ...)`
+    under `set -e` once ended silently with exit code 1): the two worked examples that a raw model needs, task data
+    in a folder of its own settings, and the profile's bf16 actor."""
+    import pandas as pd
+
+    env = raw if isinstance(raw, dict) else {"MODEL_PATH": os.path.join(smollm2_build, "model")}
+    cfg, _ = resolved(tmp_path, "grpo_echo_qwen.sh", PROFILE="smollm2", SMOLLM2_DIR=smollm2_build, TRAIN_FILES="",
+                      VAL_FILES="", **env)
+    assert cfg["actor_rollout_ref"]["model"]["path"] == os.path.join(smollm2_build, "model")
+    task = os.path.join(smollm2_build, "tasks", "ops2-val256-shots2", "data")
+    assert cfg["data"]["train_files"] == os.path.join(task, "train.parquet")
+    val = pd.read_parquet(os.path.join(task, "val.parquet"))
+    assert len(val) == 256 and len(val["prompt"][0]) == 5  # two worked examples (4 turns), then the question
+    actor = cfg["actor_rollout_ref"]["actor"]
+    assert actor["fsdp_config"]["mixed_precision"]["param_dtype"] == "bf16" and actor["fsdp_config"]["dtype"] == "float32"
+    assert cfg["actor_rollout_ref"]["model"]["enable_gradient_checkpointing"] is False
+
+
 def test_an_unknown_profile_is_refused(tmp_path):
     proc, _ = dry_run(tmp_path, "grpo_echo_qwen.sh", PROFILE="tpu")
     assert proc.returncode == 2

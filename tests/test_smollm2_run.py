@@ -43,7 +43,13 @@ def test_a_real_model_trains_a_step_through_vllm(smollm2_run):
     for key in ("actor/pg_loss", "actor/grad_norm", "actor/echo_loss", "critic/score/mean", "timing_s/gen"):
         assert math.isfinite(step[key]), key
     assert "name: vllm" in smollm2_run["config"]
-    # verl's rollout-vs-actor check: vLLM (bf16) and the fp32 actor agree on the sampled tokens' probabilities
+    import yaml
+
+    actor = yaml.safe_load(smollm2_run["config"])["actor_rollout_ref"]["actor"]
+    assert actor["fsdp_config"]["mixed_precision"]["param_dtype"] == "bf16"  # the profile's: bf16 compute,
+    assert actor["fsdp_config"]["dtype"] == "float32"  # float32 master weights and optimizer
+    # verl's rollout-vs-actor check: vLLM (bf16) and the actor (bf16 compute, the profile's) agree on the sampled
+    # tokens' probabilities
     assert step["training/rollout_probs_diff_mean"] < 0.05
     # the model is real: some rollouts succeed, some fail (two-shot arithmetic at T=0.7)
     assert 0.0 < step["critic/score/mean"] < 1.0
