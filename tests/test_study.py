@@ -90,6 +90,18 @@ def study_file(tmp_path, recipe, **top) -> str:
     return str(path)
 
 
+def assert_ended(pid: int, what: str) -> None:
+    """The recipe's child `pid` ends within 5 s (else it is killed and the test fails, naming `what`)."""
+    for _ in range(50):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(pid, 9)
+    pytest.fail(f"the recipe's child {pid} outlived {what}")
+
+
 def status(study, arm, seed) -> dict:
     return json.load(open(os.path.join(study.run_dir(arm, seed), "study_run.json")))
 
@@ -219,15 +231,8 @@ def test_a_run_over_its_time_limit_is_stopped(tmp_path, fake, monkeypatch):
     assert time.monotonic() - start < 30  # both tries stopped, the sleeping child with them
     assert failed[0]["error"] == "timed out after 1 s (run_timeout_s)" and failed[0]["exit_code"] is None
     sleeper = int(open(os.path.join(study.run_dir("base", 0), ".sleeper")).read())
-    for _ in range(50):  # the recipe's child (Ray, workers in a real run) is stopped too, not only bash
-        try:
-            os.kill(sleeper, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    else:
-        os.kill(sleeper, 9)
-        pytest.fail(f"the recipe's child {sleeper} outlived the time limit")
+    # the recipe's child (Ray, workers in a real run) is stopped too, not only bash
+    assert_ended(sleeper, "the time limit")
 
 
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
@@ -252,15 +257,7 @@ def test_a_stopped_harness_stops_its_run_too(tmp_path, fake, monkeypatch, sig):
     _, err = harness.communicate(timeout=60)
     assert harness.returncode == 130 and f"interrupted ({sig})" in err, err
     assert time.monotonic() - start < 30
-    for _ in range(50):  # the recipe and its child are gone with the harness
-        try:
-            os.kill(sleeper, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    else:
-        os.kill(sleeper, 9)
-        pytest.fail(f"the recipe's child {sleeper} outlived the stopped harness")
+    assert_ended(sleeper, "the stopped harness")  # the recipe and its child are gone with the harness
     s = status(study, "base", 0)
     assert s["finished"] is False and s["error"] == f"interrupted ({sig})"
 
