@@ -7,7 +7,7 @@
 #   SMOLLM2_DIR     the converted model and task data (default $ECHORL_CACHE/smollm2, ECHORL_CACHE=~/.cache/echorl_verl)
 #   OPERATIONS      operations per problem in the task data (default 2: multi-step responses, issue 15's regime)
 #   WARMUP_STEPS    SFT steps of the cached warm-up on worked problems with OPERATIONS operations that makes the
-#                   starting model (default: echorl_verl.smollm2.warmup's, 40 steps: ~5 minutes once, then cached);
+#                   starting model (default: echorl_verl.smollm2.warmup's, 40 steps: a few minutes once, then cached);
 #                   0 = the raw converted model (with OPERATIONS=1: the one-operation profile of before).
 #                   A MODEL_PATH you set wins (no warm-up).
 #   VAL_SIZE        validation prompts (default 256: one prompt is 0.4 points); the warm-up never trains on them
