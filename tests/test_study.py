@@ -10,6 +10,7 @@ FAKE_SLEEP=s makes it sleep (in a child process) first, FAKE_NO_METRICS=1 makes 
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -275,6 +276,52 @@ def test_an_unfinished_run_continues_as_a_new_attempt(tmp_path, fake):
     run = load_run(study.run_dir("base", 0))
     assert [os.path.basename(f) for f in run.files] == ["metrics.jsonl", "metrics.1.jsonl"]
     assert len(status(study, "base", 0)["tries"]) == 2
+
+
+def test_a_study_goes_on_in_another_checkout_from_its_compact_copy(tmp_path, fake, capsys):
+    """--finished-in: the runs finished in a committed compact copy are copied into a fresh study folder and not
+    run again; the export of the whole folder rewrites the copy's runs byte for byte and adds the new ones; a copy
+    that disagrees with the study, or meets an unfinished run, stops it before anything runs or is copied."""
+    path = study_file(tmp_path, fake, seeds=[0])
+    first = load_study(path)
+    assert run_study(first) == []
+    compact = tmp_path / "compact"
+    assert study_main(["export", first.study_dir, "--out", str(compact)]) == 0
+    before = {f: f.read_bytes() for f in compact.rglob("*") if f.is_file() and "seed0" in str(f)}
+    shutil.rmtree(first.study_dir)  # a fresh checkout: the first machine's runs are gone, the compact copy is left
+    raw = yaml.safe_load(open(path))
+    raw["seeds"] = [0, 1]
+    open(path, "w").write(yaml.safe_dump(raw))
+    later = load_study(path)
+    capsys.readouterr()
+    assert run_study(later, finished_in=str(compact)) == []
+    err = capsys.readouterr().err
+    assert "2 finished run(s) taken from" in err and "[study] 1/4" not in err and "[study] 4/4 echo seed 1" in err
+    assert "run.log" not in os.listdir(later.run_dir("base", 0))  # copied, not run
+    assert study_main(["export", later.study_dir, "--out", str(compact)]) == 0
+    assert {f: f.read_bytes() for f in before} == before
+    results, problems = load_results(load_study_dir(str(compact)))
+    assert problems == [] and sorted((r.arm, r.seed) for r in results) == [
+        ("base", 0), ("base", 1), ("echo", 0), ("echo", 1)]
+    assert study_main(["report", str(compact), "--out", str(tmp_path / "r")]) == 0
+    assert "| echo | 2 |" in (tmp_path / "r" / "report.md").read_text()
+    assert run_study(later, finished_in=str(compact)) == []  # nothing to take or run any more
+    assert "0 finished run(s) taken" in capsys.readouterr().err
+    # an unfinished run here and the finished one in the copy: the user chooses
+    shutil.rmtree(later.run_dir("echo", 0))
+    os.makedirs(later.run_dir("echo", 0))
+    with pytest.raises(StudyError, match=r"echo/seed0: an unfinished run here, and the same run finished in"):
+        run_study(later, finished_in=str(compact))
+    assert os.listdir(later.run_dir("echo", 0)) == []
+    # a copy of other settings
+    shutil.rmtree(later.study_dir)
+    raw["arms"]["echo"]["overrides"] = ["echo.coef=0.1"]
+    open(path, "w").write(yaml.safe_dump(raw))
+    with pytest.raises(StudyError, match=r"(?s)compact/echo/seed0: finished with another command"):
+        run_study(load_study(path), finished_in=str(compact))
+    assert not os.path.exists(os.path.join(later.study_dir, "base"))  # nothing copied
+    with pytest.raises(StudyError, match=r"--finished-in .*nowhere: no such folder"):
+        run_study(later, finished_in=str(tmp_path / "nowhere"))
 
 
 def test_python_dash_m_run_report_export(tmp_path, fake):

@@ -13,6 +13,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run every unfinished (arm, seed) of a study, one after another")
     p.add_argument("study", help="the study file (STUDY.yaml)")
     p.add_argument("--study-dir", help="put the runs here instead of the file's study_dir")
+    p.add_argument("--finished-in", metavar="COMPACT_DIR",
+                   help="first copy in the runs finished in this compact copy (`study export`, e.g. committed "
+                        "by an earlier session in another checkout) and do not run them again")
     for name, text in (("report", "report.md and PNGs"), ("export", "the compact per-run results to commit")):
         p = sub.add_parser(name, help=text)
         p.add_argument("study_dir", help="the study folder (or a compact copy of it)")
@@ -32,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
             from echorl_verl.study.spec import load_study
 
             study = load_study(args.study, os.path.abspath(args.study_dir) if args.study_dir else None)
-            failed = run_study(study)
+            failed = run_study(study, args.finished_in)
             if failed:
                 print(f"[study] {len(failed)} run(s) failed twice: "
                       + ", ".join(f"{s['arm']}/seed{s['seed']} ({s['error']})" for s in failed), file=sys.stderr)

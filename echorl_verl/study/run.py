@@ -15,7 +15,9 @@ so). An unfinished one runs again in the same folder: the recipe gives the new a
 file and `trainer.resume_mode=auto` continues from its last checkpoint. A failed try is retried once; a run
 that fails twice is reported and the study goes on with the next run. Ctrl-C, SIGTERM or SIGHUP to the
 harness stops the running recipe with it (the run's status: "interrupted (SIGTERM)"), so a study stopped from
-outside leaves no run training on.
+outside leaves no run training on. `--finished-in COMPACT_DIR` first copies into the study folder the runs finished in a
+compact copy (`study export`) that it lacks, so a study goes on in a fresh checkout from its committed results;
+`study report` and `study export` then see the whole study.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -71,14 +74,16 @@ def read_status(run_dir: str) -> dict | None:
         raise StudyError(f"{path}: not valid JSON ({exc}); delete it to run that run again") from None
 
 
-def is_done(p: Plan) -> bool:
-    """True for a finished run of this very command; StudyError for a finished run of another one."""
-    status = read_status(p.run_dir)
+def is_done(p: Plan, run_dir: str | None = None) -> bool:
+    """True for a finished run of this very command in `run_dir` (default: the plan's own); StudyError for a
+    finished run of another one."""
+    run_dir = run_dir or p.run_dir
+    status = read_status(run_dir)
     if not status or not status.get("finished"):
         return False
     if status.get("command") != p.command or status.get("env") != p.env:
         raise StudyError(
-            f"{p.run_dir}: finished with another command or environment than the study now asks for\n"
+            f"{run_dir}: finished with another command or environment than the study now asks for\n"
             f"  then: {status.get('command')} env {status.get('env')}\n  now:  {p.command} env {p.env}\n"
             "  delete that folder to run it again, or restore the arm's settings in the study file")
     return True
@@ -183,10 +188,40 @@ def _tail(run_dir: str, lines: int = 15) -> str:
     return "\n".join("    | " + line for line in text.splitlines()[-lines:])
 
 
-def run_study(study: Study) -> list[dict]:
-    """Run every unfinished (arm, seed) of the study; returns the failed runs' statuses (empty: all done)."""
+def adopt_finished(plans: list[Plan], compact_dir: str) -> int:
+    """Copy into the study folder the runs finished in `compact_dir` (a `study export` copy, e.g. committed by an
+    earlier session in another checkout) that the folder lacks; returns how many. Everything is checked before
+    anything is copied: a compact run of another command, or an unfinished run here that the copy has finished,
+    is a StudyError."""
+    if not os.path.isdir(compact_dir):
+        raise StudyError(f"--finished-in {compact_dir}: no such folder (a compact copy made by `study export`)")
+    adopt = []
+    for p in plans:
+        src = os.path.join(compact_dir, p.arm, f"seed{p.seed}")
+        if not is_done(p, src) or is_done(p):
+            continue
+        if os.path.exists(p.run_dir):
+            raise StudyError(f"{p.run_dir}: an unfinished run here, and the same run finished in {src}; delete "
+                             f"{p.run_dir} to take the finished one, or leave out --finished-in to continue it")
+        adopt.append((src, p.run_dir))
+    for src, dst in adopt:
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        shutil.copytree(src, dst + ".adopting")
+        os.replace(dst + ".adopting", dst)
+    return len(adopt)
+
+
+def run_study(study: Study, finished_in: str | None = None) -> list[dict]:
+    """Run every unfinished (arm, seed) of the study; returns the failed runs' statuses (empty: all done).
+
+    `finished_in`: a compact copy of the study (`study export`): its finished runs are copied into the study folder
+    (adopt_finished) and not run again."""
     plans = [plan(study, arm, seed) for arm, seed in study.runs()]
     todo = [p for p in plans if not is_done(p)]  # raises before anything runs if a finished run disagrees
+    if finished_in:
+        adopted = adopt_finished(plans, finished_in)
+        print(f"[study] {adopted} finished run(s) taken from {finished_in}", file=sys.stderr)
+        todo = [p for p in todo if not is_done(p)]
     os.makedirs(study.study_dir, exist_ok=True)
     atomic.write_text(os.path.join(study.study_dir, "study.yaml"), yaml.safe_dump(study.to_dict(), sort_keys=False))
     done = len(plans) - len(todo)
