@@ -156,6 +156,7 @@ def test_per_run_outcomes_are_exact(study):
         row = table.loc[(arm, seed)]
         a0, a2, a4 = (pass1(c) for c in counts)
         assert row["first_pass1"] == pytest.approx(a0)
+        assert row["gain_pass1"] == pytest.approx(a4 - a0)
         assert row["final_pass1"] == pytest.approx(a4) and row["best_pass1"] == pytest.approx(max(a0, a2, a4))
         assert row["auc_pass1"] == pytest.approx((a0 + 2 * a2 + a4) / 4)
         assert row["entropy"] == pytest.approx(1.0 + 0.1 * seed) and row["response_length"] == pytest.approx(25.0)

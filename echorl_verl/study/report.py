@@ -157,7 +157,8 @@ DEFINITIONS = """\
   With several data sources, the mean over the report suite's (all sources for a toy run).
 - first val acc: the first validation (step 0 with `trainer.val_before_train=True`). Where every run starts
   from the same model, its spread over runs is the evaluation's own sampling noise, and its paired Δ is an A/A
-  check: a Δ elsewhere no larger than this one is not an effect.
+  check: a Δ elsewhere no larger than this one is not an effect. gain: final minus first pass@1 of each run (an
+  interval above 0: the arm learned measurably over the run).
 - best val acc picks the step on the validation set itself: optimistic. Curve area: trapezoid area under the
   pass@1 curve divided by its step span (the curve's mean height).
 - all-success share: groups whose every rollout succeeded, mean over training steps; `echo/all_success_group_share`

@@ -21,6 +21,7 @@ LEVEL = 0.95
 OUTCOMES = (
     ("first_pass1", "first val acc (pass@1) %", 100, 1),
     ("final_pass1", "final val acc (pass@1) %", 100, 1),
+    ("gain_pass1", "gain final - first pass@1 %", 100, 1),  # did the run learn (issue 15: above 0 over seeds)
     ("best_pass1", "best val acc (pass@1) %", 100, 1),
     ("final_passk", "final pass@k %", 100, 1),
     ("auc_pass1", "val curve area (mean pass@1) %", 100, 1),
@@ -83,6 +84,7 @@ def outcomes(result: RunResult) -> dict[str, float]:
     return {
         "first_pass1": float(pass1.iloc[0]),
         "final_pass1": float(pass1.iloc[-1]),
+        "gain_pass1": float(pass1.iloc[-1] - pass1.iloc[0]),
         "best_pass1": float(pass1.max()),
         "final_passk": float(suite_mean(passk).iloc[-1]),
         "auc_pass1": area(pass1),
