@@ -105,7 +105,8 @@ class EchoConfig:
     """Every N training steps (0 = never, the default), measure in the actor the gradient norm of the echo
     term (`coef * L_clip`) and of verl's RL loss on each mini-batch, logged as `actor/echo_grad_norm`,
     `actor/rl_grad_norm`, `actor/echo_grad_ratio` and `actor/echo_grad_cos`. It costs two extra
-    forward-backward passes over the batch on those steps (mode=loss only)."""
+    forward-backward passes over the batch on those steps, and a float32 copy of the rank's gradient shard in
+    host memory while they run (mode=loss only)."""
 
     @classmethod
     def from_dict(cls, values: Any) -> "EchoConfig":

@@ -11,9 +11,11 @@ uses it too).
 
 The same place measures how strong the echo signal is (`echo.grad_telemetry_every`): on the steps the
 trainer marks, before the real update, two extra forward-backward passes over the mini-batch give the
-gradient of `coef * L_clip` alone and of verl's `ppo_loss` alone; with the real update's pre-clip norm
-of their sum, that yields both norms, their ratio and their cosine
-(`|g|^2 = |g_echo|^2 + |g_rl|^2 + 2 g_echo.g_rl`) without keeping a copy of any gradient.
+gradient of `coef * L_clip` alone and of verl's `ppo_loss` alone: both norms, their ratio, and their cosine
+from the dot product with a copy of the echo gradient kept in host memory (this rank's FSDP shard, float32),
+so the accelerator's memory is not touched. (The cosine is not derived from the real update's norm through
+`|g|^2 = |g_echo|^2 + |g_rl|^2 + 2 g_echo.g_rl`: at the ratios the paper's coefficient gives, 1e-3 to 1e-7,
+that difference of near-equal numbers is rounding noise; one SmolLM2 step logged a "cosine" of -60.)
 """
 
 from __future__ import annotations
@@ -47,15 +49,12 @@ def assign_global_clip_tokens(data: TensorDict, dp_group=None) -> None:
     tu.assign_non_tensor(data, **{CLIP_TOKENS_KEY: int(round(local.item()))})
 
 
-def grad_sq_norm(parameters, group=None) -> float:
-    """Squared L2 norm of the gradients, over the FSDP shards of every data-parallel rank."""
-    total = None
-    for p in parameters:
-        if p.grad is None:
-            continue
-        g = p.grad.to_local() if hasattr(p.grad, "to_local") else p.grad
-        part = g.detach().float().pow(2).sum()
-        total = part if total is None else total + part
+def _local(grad: torch.Tensor) -> torch.Tensor:
+    """This rank's shard of a gradient (FSDP2 keeps DTensors), detached."""
+    return (grad.to_local() if hasattr(grad, "to_local") else grad).detach()
+
+
+def _all_reduced(total: torch.Tensor | None, group) -> float:
     if total is None:
         return 0.0
     if group is not None and torch.distributed.is_initialized():
@@ -64,14 +63,48 @@ def grad_sq_norm(parameters, group=None) -> float:
     return float(total.item())
 
 
-def telemetry_metrics(echo_sq: float, rl_sq: float, total_norm: float) -> dict[str, float]:
-    """Norms, ratio and cosine of the echo and RL gradients from the squared norms and the norm of their sum."""
+def grad_sq_norm(parameters, group=None) -> float:
+    """Squared L2 norm of the gradients, over the FSDP shards of every data-parallel rank."""
+    parts = [_local(p.grad).double().pow(2).sum() for p in parameters if p.grad is not None]
+    return _all_reduced(sum(parts) if parts else None, group)
+
+
+def saved_grads(parameters) -> list[torch.Tensor | None]:
+    """A float32 copy in host memory of this rank's gradient shards (None where a parameter has no gradient)."""
+    return [None if p.grad is None else _local(p.grad).to("cpu", torch.float32, copy=True) for p in parameters]
+
+
+def grad_dot(parameters, saved: list[torch.Tensor | None], group=None) -> float:
+    """Sum over the parameters of grad . saved (the saved_grads of the same parameters), over every rank."""
+    parts = [(_local(p.grad).double() * s.to(p.grad.device).double()).sum()
+             for p, s in zip(parameters, saved, strict=True) if p.grad is not None and s is not None]
+    return _all_reduced(sum(parts) if parts else None, group)
+
+
+def gradient_telemetry(parameters, backward_echo, backward_rl, zero_grad, group=None) -> dict[str, float]:
+    """Norms, ratio and cosine of the echo and RL gradients, each from its own backward pass.
+
+    backward_echo / backward_rl: callables that accumulate the gradient of `coef * L_clip` / of the RL loss into
+    the parameters' .grad; zero_grad: clears them. The gradients are left cleared."""
+    parameters = list(parameters)
+    zero_grad()
+    backward_echo()
+    echo_sq, echo = grad_sq_norm(parameters, group), saved_grads(parameters)
+    zero_grad()
+    backward_rl()
+    rl_sq, dot = grad_sq_norm(parameters, group), grad_dot(parameters, echo, group)
+    zero_grad()
+    return telemetry_metrics(echo_sq, rl_sq, dot)
+
+
+def telemetry_metrics(echo_sq: float, rl_sq: float, dot: float) -> dict[str, float]:
+    """Norms, ratio and cosine of the echo and RL gradients from their squared norms and their dot product."""
     echo_norm, rl_norm = echo_sq ** 0.5, rl_sq ** 0.5
     out = {"echo_grad_norm": echo_norm, "rl_grad_norm": rl_norm}
     if rl_norm > 0:
         out["echo_grad_ratio"] = echo_norm / rl_norm
     if echo_norm > 0 and rl_norm > 0:
-        out["echo_grad_cos"] = (total_norm ** 2 - echo_sq - rl_sq) / (2 * echo_norm * rl_norm)
+        out["echo_grad_cos"] = dot / (echo_norm * rl_norm)
     return out
 
 
@@ -84,15 +117,14 @@ class EchoTrainingWorker(TrainingWorker):
         if tu.get_non_tensor_data(data=data, key=TELEMETRY_KEY, default=False) and isinstance(self.loss_fn, partial) \
                 and self.loss_fn.func is echo_ppo_loss \
                 and tu.get_non_tensor_data(data=data, key=CLIP_TOKENS_KEY, default=0):
-            measured = self._gradient_sq_norms(data)
+            measured = self._gradient_telemetry(data)
         output = super().train_batch(data)
         if measured is not None and output is not None:
-            metrics = tu.get(output, "metrics")
-            metrics.update(telemetry_metrics(*measured, float(metrics["grad_norm"])))
+            tu.get(output, "metrics").update(measured)
         return output
 
-    def _gradient_sq_norms(self, data: TensorDict) -> tuple[float, float]:
-        """(|grad coef*L_clip|^2, |grad ppo_loss|^2) on this mini-batch at the current weights; grads left zero."""
+    def _gradient_telemetry(self, data: TensorDict) -> dict[str, float]:
+        """gradient_telemetry on this mini-batch at the current weights, through the engine; grads left zero."""
         config, coef = self.loss_fn.keywords["config"], self.loss_fn.keywords["coef"]
         group = self.engine.get_data_parallel_group()
         data = data.copy()
@@ -105,14 +137,15 @@ class EchoTrainingWorker(TrainingWorker):
             use_fused_kernels=self.engine_config.use_fused_kernels,
         )
         tu.assign_non_tensor(data, **{k: v for k, v in defaults.items() if k not in data.keys()})
-        squares = []
+
+        def backward(loss_fn):
+            return lambda: self.engine.forward_backward_batch(data.copy(), loss_fn, forward_only=False)
+
         with self.engine.train_mode(disable_auto_offload=tu.get(data, key="disable_auto_offload", default=False)):
-            for loss_fn in (partial(echo_only_loss, config=config, coef=coef), partial(ppo_loss, config=config)):
-                self.engine.optimizer_zero_grad()
-                self.engine.forward_backward_batch(data.copy(), loss_fn, forward_only=False)
-                squares.append(grad_sq_norm(self.engine.module.parameters(), group))
-            self.engine.optimizer_zero_grad()
-        return squares[0], squares[1]
+            return gradient_telemetry(self.engine.module.parameters(),
+                                      backward(partial(echo_only_loss, config=config, coef=coef)),
+                                      backward(partial(ppo_loss, config=config)),
+                                      self.engine.optimizer_zero_grad, group)
 
 
 class EchoActorRolloutRefWorker(ActorRolloutRefWorker):

@@ -398,7 +398,7 @@ def verl_ppo_loss_at_ratio_1(rows, actor_config):
 
 
 def test_the_gradient_telemetry_is_exact(cluster_run):
-    """echo.grad_telemetry_every=1 (EchoTrainingWorker._gradient_sq_norms, FSDP shards over 2 ranks): step 1's
+    """echo.grad_telemetry_every=1 (EchoTrainingWorker._gradient_telemetry, FSDP shards over 2 ranks): step 1's
     logged echo and RL gradient norms, their ratio and cosine, and verl's grad_norm of the real update, against
     the gradients of coef x the clip NLL and of verl's ppo_loss, recomputed at the initial weights from the
     rollout dump (one mini-batch: MINI_BATCH = TRAIN_BATCH)."""
@@ -412,12 +412,11 @@ def test_the_gradient_telemetry_is_exact(cluster_run):
         verl_ppo_loss_at_ratio_1(rows, config["actor_rollout_ref"]["actor"]), params, retain_graph=True)])
     echo = torch.cat([g.reshape(-1) for g in torch.autograd.grad(config["echo"]["coef"] * nll / tokens, params)])
     echo_norm, rl_norm = float(echo.norm()), float(rl.norm())
-    # measured: norms within 2e-6 (relative), the cosine within 2e-5; the worker derives the cosine from
-    # |g|^2 - |g_echo|^2 - |g_rl|^2 in float32, which loses precision as the ratio falls (here 0.0025)
+    # the reference recomputes the gradients outside verl's engine (one process, no FSDP): norms agree to 1e-4
     assert m["actor/echo_grad_norm"] == pytest.approx(echo_norm, rel=1e-4)
     assert m["actor/rl_grad_norm"] == pytest.approx(rl_norm, rel=1e-4)
     assert m["actor/echo_grad_ratio"] == pytest.approx(echo_norm / rl_norm, rel=1e-4)
-    assert m["actor/echo_grad_cos"] == pytest.approx(float(echo @ rl) / (echo_norm * rl_norm), abs=2e-3)
+    assert m["actor/echo_grad_cos"] == pytest.approx(float(echo @ rl) / (echo_norm * rl_norm), abs=1e-3)
     assert m["actor/grad_norm"] == pytest.approx(float((echo + rl).norm()), rel=1e-4)
 
 
