@@ -13,7 +13,7 @@ from test_loss import VOCAB, accumulate_grads, actor_config, make_batch, model_l
 from verl.utils import tensordict_utils as tu
 from verl.workers.utils.losses import ppo_loss
 
-from echorl_verl.loss import echo_only_loss, echo_ppo_loss
+from echorl_verl.loss import echo_only_loss
 from echorl_verl.workers import assign_global_clip_tokens, gradient_telemetry, telemetry_metrics
 
 COEF = 0.05

@@ -188,27 +188,27 @@ def _tail(run_dir: str, lines: int = 15) -> str:
     return "\n".join("    | " + line for line in text.splitlines()[-lines:])
 
 
-def adopt_finished(plans: list[Plan], compact_dir: str) -> int:
-    """Copy into the study folder the runs finished in `compact_dir` (a `study export` copy, e.g. committed by an
-    earlier session in another checkout) that the folder lacks; returns how many. Everything is checked before
-    anything is copied: a compact run of another command, or an unfinished run here that the copy has finished,
-    is a StudyError."""
+def adopt_finished(todo: list[Plan], compact_dir: str) -> list[Plan]:
+    """Copy into the study folder the runs of `todo` (not finished here) that are finished in `compact_dir` (a
+    `study export` copy, e.g. committed by an earlier session in another checkout); returns those plans.
+    Everything is checked before anything is copied: a compact run of another command, or an unfinished run here
+    that the copy has finished, is a StudyError."""
     if not os.path.isdir(compact_dir):
         raise StudyError(f"--finished-in {compact_dir}: no such folder (a compact copy made by `study export`)")
     adopt = []
-    for p in plans:
+    for p in todo:
         src = os.path.join(compact_dir, p.arm, f"seed{p.seed}")
-        if not is_done(p, src) or is_done(p):
+        if not is_done(p, src):
             continue
         if os.path.exists(p.run_dir):
             raise StudyError(f"{p.run_dir}: an unfinished run here, and the same run finished in {src}; delete "
                              f"{p.run_dir} to take the finished one, or leave out --finished-in to continue it")
-        adopt.append((src, p.run_dir))
-    for src, dst in adopt:
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
-        shutil.copytree(src, dst + ".adopting")
-        os.replace(dst + ".adopting", dst)
-    return len(adopt)
+        adopt.append(p)
+    for p in adopt:
+        os.makedirs(os.path.dirname(p.run_dir), exist_ok=True)
+        shutil.copytree(os.path.join(compact_dir, p.arm, f"seed{p.seed}"), p.run_dir + ".adopting")
+        os.replace(p.run_dir + ".adopting", p.run_dir)
+    return adopt
 
 
 def run_study(study: Study, finished_in: str | None = None) -> list[dict]:
@@ -219,9 +219,9 @@ def run_study(study: Study, finished_in: str | None = None) -> list[dict]:
     plans = [plan(study, arm, seed) for arm, seed in study.runs()]
     todo = [p for p in plans if not is_done(p)]  # raises before anything runs if a finished run disagrees
     if finished_in:
-        adopted = adopt_finished(plans, finished_in)
-        print(f"[study] {adopted} finished run(s) taken from {finished_in}", file=sys.stderr)
-        todo = [p for p in todo if not is_done(p)]
+        adopted = adopt_finished(todo, finished_in)
+        print(f"[study] {len(adopted)} finished run(s) taken from {finished_in}", file=sys.stderr)
+        todo = [p for p in todo if p not in adopted]
     os.makedirs(study.study_dir, exist_ok=True)
     atomic.write_text(os.path.join(study.study_dir, "study.yaml"), yaml.safe_dump(study.to_dict(), sort_keys=False))
     done = len(plans) - len(todo)
