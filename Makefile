@@ -45,8 +45,8 @@ browser:
 STUDY ?= recipes/studies/toy_echo.yaml
 study: env
 	$(PY) -m echorl_verl.study run $(STUDY)
-	$(PY) -m echorl_verl.study report runs/study_toy_echo --out docs/study
-	$(PY) -m echorl_verl.study export runs/study_toy_echo --out docs/study/runs
+	$(PY) -m echorl_verl.study report runs/study_toy_echo --out docs/study/toy
+	$(PY) -m echorl_verl.study export runs/study_toy_echo --out docs/study/toy/runs
 
 demo: env
 	bash recipes/cpu_demo.sh
