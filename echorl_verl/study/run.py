@@ -203,12 +203,12 @@ def adopt_finished(todo: list[Plan], compact_dir: str) -> list[Plan]:
         if os.path.exists(p.run_dir):
             raise StudyError(f"{p.run_dir}: an unfinished run here, and the same run finished in {src}; delete "
                              f"{p.run_dir} to take the finished one, or leave out --finished-in to continue it")
-        adopt.append(p)
-    for p in adopt:
+        adopt.append((p, src))
+    for p, src in adopt:
         os.makedirs(os.path.dirname(p.run_dir), exist_ok=True)
-        shutil.copytree(os.path.join(compact_dir, p.arm, f"seed{p.seed}"), p.run_dir + ".adopting")
+        shutil.copytree(src, p.run_dir + ".adopting")
         os.replace(p.run_dir + ".adopting", p.run_dir)
-    return adopt
+    return [p for p, _ in adopt]
 
 
 def run_study(study: Study, finished_in: str | None = None) -> list[dict]:
