@@ -13,6 +13,7 @@ then they are skipped with that reason.
 import glob
 import json
 import os
+import signal
 import socket
 import threading
 import time
@@ -25,7 +26,7 @@ import pytest
 from echorl_verl.rewards import compute_score, infra
 from echorl_verl.rewards import code_sandbox
 from echorl_verl.rewards.code_sandbox import SandboxLimits, isolation_mode, run_program
-from echorl_verl.rewards.code_score import outputs_match, parse_code_ground_truth
+from echorl_verl.rewards.code_score import outputs_match, parse_code_ground_truth, score_code
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -162,18 +163,29 @@ def test_humaneval_all_164_problems():
 
 
 # ---------- hostile programs ----------
-def _hostile(code: str, time_limit_s: int = 2) -> tuple[dict, float]:
+# Which limit stopped a program is asserted from the scorer's detail ("timed out" is the wall-clock limit,
+# "exit code 152" is SIGXCPU, ...), not from how long it took. The one time bound (wall limit + HANG_SLACK_S) only
+# catches a kill that never comes: a loaded 2-core CI machine once took 8.1 s to return from a 7 s wall limit.
+HANG_SLACK_S = 10
+
+
+def _hostile(code: str, time_limit_s: int = 2) -> tuple[bool, str, float]:
+    """``(passed, detail, seconds)`` of scoring ``code`` as an ``add`` function; fails the test if it hangs."""
+    gt = functional("def check(c):\n    assert c(2, 3) == 5\n", "add", time_limit_s=time_limit_s)
     t0 = time.monotonic()
-    result = compute_score("humaneval", block(code), functional("def check(c):\n    assert c(2, 3) == 5\n", "add",
-                                                                time_limit_s=time_limit_s))  # fmt: skip
-    return result, time.monotonic() - t0
+    passed, detail, error = score_code(block(code), gt)
+    took = time.monotonic() - t0
+    assert error == "", error  # the sandbox itself worked
+    wall_limit = 2 * time_limit_s + 5  # code_score._limits
+    assert took < wall_limit + HANG_SLACK_S, f"took {took:.1f} s: the wall-clock kill did not happen"
+    return passed, detail, took
 
 
-def test_infinite_loop_is_killed_within_its_limit():
-    result, took = _hostile("def add(a, b):\n    while True:\n        pass", time_limit_s=1)
-    assert result["score"] == 0.0 and took < 1 * 2 + 5  # cpu limit; wall limit is 2*cpu+5
-    sleeper, took = _hostile("import time\ndef add(a, b):\n    time.sleep(60)", time_limit_s=1)
-    assert sleeper["score"] == 0.0 and 6 < took < 9  # sleeping uses no CPU: the wall limit (7 s) kills it
+def test_infinite_loop_is_killed_by_its_cpu_limit():
+    passed, detail, _ = _hostile("def add(a, b):\n    while True:\n        pass", time_limit_s=1)
+    assert not passed and detail.startswith(f"exit code {128 + signal.SIGXCPU}")  # RLIMIT_CPU, not the wall clock
+    passed, detail, took = _hostile("import time\ndef add(a, b):\n    time.sleep(60)", time_limit_s=1)
+    assert not passed and detail == "timed out" and took > 6  # sleeping uses no CPU: the wall limit (7 s) kills it
 
 
 def test_fork_bomb_is_contained(namespaces):
@@ -188,20 +200,20 @@ def test_fork_bomb_is_contained(namespaces):
     t = threading.Thread(target=monitor)
     t.start()
     code = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\ndef add(a, b):\n    return a + b"
-    result, took = _hostile(code, time_limit_s=1)
-    stop.set()
-    t.join()
-    assert result["score"] == 0.0 and took < 8
+    try:
+        passed, detail, _ = _hostile(code, time_limit_s=1)
+    finally:
+        stop.set()
+        t.join()
+    assert not passed and detail == "timed out"  # the wall-clock limit ended it (the parent only forks)
     assert 0 < peak[0] <= SandboxLimits().nproc  # RLIMIT_NPROC holds although we are root
-    assert sandbox_uid_processes() == []  # all gone when compute_score returns
+    assert sandbox_uid_processes() == []  # all gone when score_code returns
 
 
-def test_memory_hog_fails_fast():
-    result, took = _hostile("x = bytearray(8 << 30)\ndef add(a, b):\n    return a + b")
-    assert result["score"] == 0.0 and took < 5
-    grow = "chunks = []\nwhile True:\n    chunks.append(bytearray(50 << 20))\ndef add(a, b):\n    return a + b"
-    result, took = _hostile(grow)
-    assert result["score"] == 0.0 and took < 8
+def test_memory_hog_fails_on_its_memory_limit():
+    for code in ("x = bytearray(8 << 30)", "chunks = []\nwhile True:\n    chunks.append(bytearray(50 << 20))"):
+        passed, detail, _ = _hostile(code + "\ndef add(a, b):\n    return a + b")
+        assert not passed and detail == "exit code 1: MemoryError", (code, detail)
     r = run_program("chunks = []\nwhile True:\n    chunks.append(bytearray(50 << 20))\n", limits=SandboxLimits(cpu_s=3, wall_s=8))
     assert r.returncode == 1 and "MemoryError" in r.stderr
 
@@ -212,8 +224,8 @@ def test_writes_outside_the_work_directory_do_not_land(namespaces):
     repo_target = str(REPO / f"echorl_pwned_{uuid.uuid4().hex}")
     for target in (tmp_target, repo_target):
         code = f"def add(a, b):\n    open({target!r}, 'w').write('pwned')\n    return a + b + 1"
-        result, _ = _hostile(code)
-        assert result["score"] == 0.0
+        passed, _, _ = _hostile(code)
+        assert not passed
         assert not os.path.exists(target), target
     # the raw sandbox: the repo is not writable at all; /tmp is a private tmpfs that vanishes
     r = run_program(f"open({repo_target!r}, 'w').write('x')")
@@ -248,8 +260,8 @@ def test_no_network(namespaces):
     ]
     try:
         for attempt in attempts:
-            result, took = _hostile(attempt + "\ndef add(a, b):\n    return a + b")
-            assert result["score"] == 0.0 and took < 8
+            passed, detail, _ = _hostile(attempt + "\ndef add(a, b):\n    return a + b")
+            assert not passed and detail != "timed out", detail  # refused at once, not left waiting
             with pytest.raises(socket.timeout):
                 server.accept()  # nobody ever connected
     finally:
@@ -258,8 +270,8 @@ def test_no_network(namespaces):
 
 def test_killing_the_parent_or_everything_hurts_nobody(namespaces):
     for attack in ("os.kill(os.getppid(), 9)", "os.kill(-1, 9)", "os.killpg(0, 9)"):
-        result, took = _hostile(f"import os\n{attack}\ndef add(a, b):\n    return a + b")
-        assert result["score"] == 0.0 and took < 8, attack
+        passed, detail, _ = _hostile(f"import os\n{attack}\ndef add(a, b):\n    return a + b")
+        assert not passed and detail.startswith("exit code "), (attack, detail)  # refused, or it killed only itself
     # we (the test process) are alive, and the sandbox still works
     assert compute_score("humaneval", block("def add(a, b):\n    return a + b"), ADD_TEST)["score"] == 1.0
 
