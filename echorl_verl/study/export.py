@@ -20,7 +20,7 @@ import yaml
 from echorl_verl import atomic
 from echorl_verl.study.results import CONFIG, DUMP_SHARE, TRAIN_METRICS, RunResult, load_results
 from echorl_verl.study.run import STATUS
-from echorl_verl.study.spec import Study
+from echorl_verl.study.spec import Study, run_path
 
 
 def compact_lines(result: RunResult) -> str:
@@ -41,7 +41,7 @@ def export_study(study: Study, out_dir: str, allow_incomplete: bool = False) -> 
     results, problems = load_results(study, allow_incomplete)
     writers = {os.path.join(out_dir, "study.yaml"): _text(yaml.safe_dump(study.to_dict(), sort_keys=False))}
     for r in results:
-        folder = os.path.join(out_dir, r.arm, f"seed{r.seed}")
+        folder = run_path(out_dir, r.arm, r.seed)
         writers[os.path.join(folder, "metrics.jsonl")] = _text(compact_lines(r))
         for name in (CONFIG, STATUS):
             writers[os.path.join(folder, name)] = lambda tmp, src=os.path.join(r.run_dir, name): shutil.copyfile(src, tmp)

@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from echorl_verl import atomic
 from echorl_verl.report.attempts import attempt_files
-from echorl_verl.study.spec import REPO, Study, StudyError
+from echorl_verl.study.spec import REPO, Study, StudyError, run_path
 
 STATUS = "study_run.json"
 LOG = "run.log"
@@ -197,7 +197,7 @@ def adopt_finished(todo: list[Plan], compact_dir: str) -> list[Plan]:
         raise StudyError(f"--finished-in {compact_dir}: no such folder (a compact copy made by `study export`)")
     adopt = []
     for p in todo:
-        src = os.path.join(compact_dir, p.arm, f"seed{p.seed}")
+        src = run_path(compact_dir, p.arm, p.seed)
         if not is_done(p, src):
             continue
         if os.path.exists(p.run_dir):

@@ -51,6 +51,11 @@ class Arm:
         return self.recipe if os.path.isabs(self.recipe) else os.path.join(REPO, self.recipe)
 
 
+def run_path(root: str, arm: str, seed: int) -> str:
+    """Where a run lives in a study folder or its compact copy: ``root/<arm>/seed<N>``."""
+    return os.path.join(root, arm, f"seed{seed}")
+
+
 @dataclass(frozen=True)
 class Study:
     name: str
@@ -63,7 +68,7 @@ class Study:
     run_timeout_s: float | None = None
 
     def run_dir(self, arm: str, seed: int) -> str:
-        return os.path.join(self.study_dir, arm, f"seed{seed}")
+        return run_path(self.study_dir, arm, seed)
 
     def runs(self) -> list[tuple[str, int]]:
         """(arm, seed) in the order they run: seed-major, so an interrupted study has every arm's first seeds."""
