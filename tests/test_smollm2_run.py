@@ -51,8 +51,9 @@ def test_a_real_model_trains_a_step_through_vllm(smollm2_run):
     # verl's rollout-vs-actor check: vLLM (bf16) and the actor (bf16 compute, the profile's) agree on the sampled
     # tokens' probabilities
     assert step["training/rollout_probs_diff_mean"] < 0.05
-    # the model is real: some rollouts succeed, some fail (two-shot arithmetic at T=0.7)
-    assert 0.0 < step["critic/score/mean"] < 1.0
+    # some rollouts succeed, so the step has clips. Not "some fail" too: the raw model gets about half of these
+    # right, but 16 rollouts on 4 easy prompts can all succeed (CI, 2026-12-06: 3 + 8, 1 + 8, 9 + 3, 2 x 3)
+    assert 0.0 < step["critic/score/mean"] <= 1.0
     assert step["echo/clip_rollouts"] > 0 and step["actor/echo_loss"] > 0
 
 
