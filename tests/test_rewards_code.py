@@ -26,6 +26,7 @@ import pytest
 from echorl_verl.rewards import compute_score, infra
 from echorl_verl.rewards import code_sandbox
 from echorl_verl.rewards.code_sandbox import SandboxLimits, isolation_mode, run_program
+from echorl_verl.rewards.code_score import _limits as code_score_limits
 from echorl_verl.rewards.code_score import outputs_match, parse_code_ground_truth, score_code
 
 REPO = Path(__file__).resolve().parents[1]
@@ -176,7 +177,7 @@ def _hostile(code: str, time_limit_s: int = 2) -> tuple[bool, str, float]:
     passed, detail, error = score_code(block(code), gt)
     took = time.monotonic() - t0
     assert error == "", error  # the sandbox itself worked
-    wall_limit = 2 * time_limit_s + 5  # code_score._limits
+    wall_limit = code_score_limits(parse_code_ground_truth(gt)).wall_s  # the scorer's own rule
     assert took < wall_limit + HANG_SLACK_S, f"took {took:.1f} s: the wall-clock kill did not happen"
     return passed, detail, took
 
