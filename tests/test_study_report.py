@@ -201,6 +201,32 @@ def test_report_cells_intervals_and_paired_differences(study):
     assert "/tmp" not in text and str(study.study_dir) not in text  # no absolute path: the copy reproduces it
 
 
+def test_what_the_design_can_detect_is_exact(study):
+    """The pooled sd of the paired differences, and the smallest effect found with 80% power: checked against
+    scipy's noncentral t (a computation of its own) where scipy gives a number, and by hand for the sd."""
+    from scipy import stats
+
+    from echorl_verl.study.stats import detectable
+
+    d = detectable([[0.1, 0.2, 0.3], [0.0, 0.1, float("nan")], [5.0]], pairs=3)  # the 1-pair arm has no spread
+    assert d.df == 3 and d.sd == pytest.approx(math.sqrt((0.01 * 2 + 0.005 * 1) / 3))
+    assert d.half_width == pytest.approx(T2 * d.sd / math.sqrt(3))
+    for pairs in (3, 6, 10):
+        crit = stats.t.ppf(0.975, pairs - 1)
+        nc = detectable([[0.0, 1.0]], pairs).smallest * math.sqrt(pairs) / math.sqrt(0.5)
+        assert stats.nct.sf(crit, pairs - 1, nc) + stats.nct.cdf(-crit, pairs - 1, nc) == pytest.approx(0.8, abs=1e-6)
+    assert detectable([[0.0, 1.0]], 3).smallest / math.sqrt(0.5) == pytest.approx(3.264, abs=1e-3)
+    assert detectable([[1.0], [2.0]], 3) is None and detectable([[0.0, 1.0]], 1) is None
+    # in the report: the one non-baseline arm's paired Δ of final pass@1 (3 pairs), and the A/A row (all 0)
+    section = build_report(study)[0].split("## What this design can detect")[1].split("## The echo signal")[0]
+    diffs = [pass1(VAL[("echo", s)][2]) - pass1(VAL[("base", s)][2]) for s in range(3)]
+    dm = sum(diffs) / 3
+    dsd = math.sqrt(sum((x - dm) ** 2 for x in diffs) / 2)
+    want = (f"| Δ final val acc (pass@1) % | {100 * dsd:.1f} | 2 | ±{100 * T2 * dsd / math.sqrt(3):.1f} | "
+            f"{100 * detectable([diffs], 3).smallest:.1f} |")
+    assert want in section and "| Δ first val acc (pass@1) % (A/A) | 0.0 | 2 | ±0.0 | 0.0 |" in section
+
+
 def test_the_echo_signal_and_the_telemetry_cost_are_exact(study):
     """Only the echo arm has an echo term; gradient ratios over the steps that measured them (2, 4), the
     update_actor medians split by those steps."""

@@ -18,7 +18,8 @@ from echorl_verl.report.validation import accuracy, pass_at_k, suite_mean
 from echorl_verl.study.configs import config_problems
 from echorl_verl.study.results import SHARE, RunResult, load_results, trained_steps
 from echorl_verl.study.spec import Study, StudyError
-from echorl_verl.study.stats import OUTCOMES, SIGNAL, band, outcome_table, paired, signal_table, t_interval
+from echorl_verl.study.stats import (OUTCOMES, POWER, SIGNAL, band, detectable, outcome_table, paired, signal_table,
+                                     t_interval)
 from echorl_verl.study.weight import draw_weight, weight_md, weight_rows
 
 # (file stem, y label, y scale, curve of one run in display units)
@@ -66,6 +67,35 @@ def paired_md(table: pd.DataFrame, arms: list[str], baseline: str) -> str:
         rows.append([arm, str(cells[0].n)] + [_cell(iv, s, d, signed=True)
                                               for iv, (_, _, s, d) in zip(cells, OUTCOMES, strict=True)])
     header = ["arm", "pairs"] + [f"Δ {label}" for _, label, _, _ in OUTCOMES]
+    return markdown_table(pd.DataFrame(rows, columns=header))
+
+
+# the outcomes whose paired Δ the design is read by, and first val: the A/A row (the evaluation's noise alone)
+DETECT = ("first_pass1", "final_pass1", "final_passk", "auc_pass1")
+
+
+def detectable_md(table: pd.DataFrame, arms: list[str], baseline: str, pairs: int) -> str | None:
+    """Per outcome: the paired Δs' sd pooled over the non-baseline arms, and what `pairs` pairs resolve at it."""
+    base = table.xs(baseline, level="arm")
+    others = [a for a in arms if a != baseline and a in table.index.get_level_values("arm")]
+    rows = []
+    for key, label, scale, digits in OUTCOMES:
+        if key not in DETECT:
+            continue
+        diffs = []
+        for arm in others:
+            both = pd.concat([table.xs(arm, level="arm")[key], base[key]], axis=1, keys=["a", "b"]).dropna()
+            diffs.append((both["a"] - both["b"]).to_numpy())
+        d = detectable(diffs, pairs)
+        if d is None:
+            continue
+        f = f"{{:.{digits}f}}"
+        rows.append([f"Δ {label}" + (" (A/A)" if key == "first_pass1" else ""), f.format(d.sd * scale), str(d.df),
+                     f"±{f.format(d.half_width * scale)}", f.format(d.smallest * scale)])
+    if not rows:
+        return None
+    header = ["outcome", "sd of paired Δ (pooled)", "df", f"95% CI half-width, {pairs} pairs",
+              f"smallest effect found with {POWER:.0%} power"]
     return markdown_table(pd.DataFrame(rows, columns=header))
 
 
@@ -187,6 +217,15 @@ def build_report(study: Study, allow_incomplete: bool = False) -> tuple[str, dic
     if study.baseline in table.index.get_level_values("arm"):
         lines += [f"## Paired difference to `{study.baseline}` (same seed): mean [95% CI]", "",
                   paired_md(table, arms, study.baseline), ""]
+        detect = detectable_md(table, arms, study.baseline, len(study.seeds))
+        if detect is not None:
+            lines += ["## What this design can detect", "", detect, "",
+                      f"The sd of the paired differences, pooled over the arms other than `{study.baseline}` (each "
+                      f"arm's variance weighted by its pairs - 1 = df), and what {len(study.seeds)} pairs per arm (the "
+                      "seeds) resolve if that sd is the true one: the half-width of an arm's 95% interval, and the "
+                      "smallest true effect a two-sided paired t-test at 5% finds with "
+                      f"{POWER:.0%} power (noncentral t). A smaller effect can pass unseen. The pooled sd is itself an "
+                      "estimate from few pairs, and the arms share the baseline's runs.", ""]
     else:
         lines += [f"## Paired difference: no complete run of the baseline `{study.baseline}`", ""]
     signals = signal_table(results)
