@@ -75,7 +75,8 @@ def detectable(diffs: list, pairs: int) -> Detectable | None:
     """diffs: per arm, its paired differences (NaN ignored); None without an arm of 2+ pairs or with pairs < 2.
 
     smallest solves P(|T| > t(0.975, n-1)) = POWER for T noncentral t with n-1 df and noncentrality
-    effect * sqrt(n) / sd (the exact noncentral t, by integration over the chi-square; 3.26 sd at 3 pairs, 1.00 sd at 10)."""
+    effect * sqrt(n) / sd: the exact noncentral t, by integration over the chi-square (3.26 sd at 3 pairs, 1.00 sd
+    at 10)."""
     arrays = [np.asarray([v for v in d if np.isfinite(v)], dtype=float) for d in diffs]
     arrays = [a for a in arrays if len(a) >= 2]
     if not arrays or pairs < 2:
@@ -84,7 +85,7 @@ def detectable(diffs: list, pairs: int) -> Detectable | None:
     sd = float(np.sqrt(sum(a.var(ddof=1) * (len(a) - 1) for a in arrays) / df))
     crit = stats.t.ppf(0.5 + LEVEL / 2, pairs - 1)
 
-    def power(nc: float) -> float:  # E over V ~ chi2(df) of P(|Z + nc| > crit * sqrt(V / df)); scipy's nct gives NaN
+    def power(nc: float) -> float:  # E over V ~ chi2(n-1) of P(|Z + nc| > crit * sqrt(V / (n-1))); scipy's nct: NaN
         def at(v: float) -> float:
             c = crit * np.sqrt(v / (pairs - 1))
             return (stats.norm.sf(c - nc) + stats.norm.cdf(-c - nc)) * stats.chi2.pdf(v, pairs - 1)
