@@ -18,8 +18,8 @@ from echorl_verl.report.validation import accuracy, pass_at_k, suite_mean
 from echorl_verl.study.configs import config_problems
 from echorl_verl.study.results import SHARE, RunResult, load_results, trained_steps
 from echorl_verl.study.spec import Study, StudyError
-from echorl_verl.study.stats import (OUTCOMES, POWER, SIGNAL, band, detectable, outcome_table, paired, signal_table,
-                                     t_interval)
+from echorl_verl.study.stats import (OUTCOMES, POWER, SIGNAL, band, detectable, differences, outcome_table, paired,
+                                     signal_table, t_interval)
 from echorl_verl.study.weight import draw_weight, weight_md, weight_rows
 
 # (file stem, y label, y scale, curve of one run in display units)
@@ -82,11 +82,7 @@ def detectable_md(table: pd.DataFrame, arms: list[str], baseline: str, pairs: in
     for key, label, scale, digits in OUTCOMES:
         if key not in DETECT:
             continue
-        diffs = []
-        for arm in others:
-            both = pd.concat([table.xs(arm, level="arm")[key], base[key]], axis=1, keys=["a", "b"]).dropna()
-            diffs.append((both["a"] - both["b"]).to_numpy())
-        d = detectable(diffs, pairs)
+        d = detectable([differences(table.xs(arm, level="arm")[key], base[key]) for arm in others], pairs)
         if d is None:
             continue
         f = f"{{:.{digits}f}}"

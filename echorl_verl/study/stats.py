@@ -52,10 +52,15 @@ def t_interval(values) -> Interval:
     return Interval(mean, mean - half, mean + half, len(x))
 
 
-def paired(arm: pd.Series, base: pd.Series) -> Interval:
-    """arm - base over the seeds (index) both have a finite value for."""
+def differences(arm: pd.Series, base: pd.Series) -> pd.Series:
+    """arm - base, seed by seed, over the seeds (index) both have a finite value for."""
     both = pd.concat([arm, base], axis=1, keys=["arm", "base"]).dropna()
-    return t_interval(both["arm"] - both["base"])
+    return both["arm"] - both["base"]
+
+
+def paired(arm: pd.Series, base: pd.Series) -> Interval:
+    """The interval of arm - base over the seeds both have (differences)."""
+    return t_interval(differences(arm, base))
 
 
 POWER = 0.80
@@ -66,7 +71,6 @@ class Detectable:
     """What n pairs per arm can resolve, given the spread of the paired differences the study measured."""
     sd: float  # sd of the paired differences, pooled over arms (variances weighted by their df)
     df: int  # the pooled sd's degrees of freedom: sum over arms of (pairs - 1)
-    pairs: int  # n: the design's pairs per arm (its seeds)
     half_width: float  # an arm's 95% interval half-width at that sd: t(0.975, n-1) * sd / sqrt(n)
     smallest: float  # the true effect a two-sided paired t-test (5%) on n pairs finds with 80% power at that sd
 
@@ -93,7 +97,7 @@ def detectable(diffs: list, pairs: int) -> Detectable | None:
         return integrate.quad(at, 0, np.inf)[0] - POWER
 
     nc = optimize.brentq(power, 0.0, 1000.0, xtol=1e-10)
-    return Detectable(sd, df, pairs, float(crit * sd / np.sqrt(pairs)), float(nc * sd / np.sqrt(pairs)))
+    return Detectable(sd, df, float(crit * sd / np.sqrt(pairs)), float(nc * sd / np.sqrt(pairs)))
 
 
 def area(curve: pd.Series) -> float:
