@@ -165,15 +165,20 @@ def test_summary(runs):
 
 
 def test_summary_prints_the_measured_gradient_ratio(tmp_path):
-    """With echo.grad_telemetry_every, `report summary` tells a user what their echo.coef weighs."""
+    """With echo.grad_telemetry_every, `report summary` tells a user what their echo.coef weighs: the median over
+    the telemetry steps (one step with a vanishing policy gradient must not set it, as the mean would)."""
     records = []
-    for step in range(1, 5):
+    for step in range(1, 7):
         data = train_metrics(step, True)
-        if step % 2 == 0:  # telemetry every 2 steps
-            data.update({"actor/echo_grad_ratio": 0.001 * step, "actor/echo_grad_cos": 0.5})
+        if step % 2 == 0:  # telemetry every 2 steps: ratios 0.002, 0.004 and an outlier 0.6
+            data.update({"actor/echo_grad_ratio": 0.6 if step == 6 else 0.001 * step, "actor/echo_grad_cos": 0.5})
         records.append((step, data))
-    text = format_summary(summarize(log_lines(tmp_path / "metrics.jsonl", records)))
-    assert "echo/RL gradient-norm ratio: last 0.004, mean 0.003 over 2 telemetry step(s); cosine mean 0.50" in text
+    s = summarize(log_lines(tmp_path / "metrics.jsonl", records))
+    assert s["echo"]["grad_ratio"] == pytest.approx({"last": 0.6, "mean": 0.202, "median": 0.004, "n": 3})
+    text = format_summary(s)
+    assert ("echo/RL gradient-norm ratio: median 0.004 over 3 telemetry step(s) (last 0.6, mean 0.202); "
+            "cosine mean 0.50") in text
+    assert "set echo.coef = (this run's coef) * r / median" in text
 
 
 def test_plot_writes_pngs(runs, tmp_path):

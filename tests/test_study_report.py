@@ -260,6 +260,8 @@ def test_the_effect_against_the_measured_ratio_is_exact(study):
     assert [r["arm"] for r in rows] == ["echo"] and rows[0]["coef"] == [0.01]
     (row,) = rows
     assert row["ratio"].mean == pytest.approx(0.06) and row["ratio_range"] == pytest.approx((0.03, 0.09))
+    # steps 2 and 4 of seeds 0-2 measured 0.02 0.04 | 0.04 0.08 | 0.06 0.12: the median of the six, not of run means
+    assert row["ratio_median"] == pytest.approx((0.05, 6))
     assert row["aa"].mean == 0.0 and row["aa"].n == 3
     diffs = [pass1(VAL[("echo", s)][2]) - pass1(VAL[("base", s)][2]) for s in range(3)]  # 4/16, 4/16, 0
     assert row["final_pass1"].mean == pytest.approx(sum(diffs) / 3)
@@ -267,7 +269,8 @@ def test_the_effect_against_the_measured_ratio_is_exact(study):
     section = text.split("## The effect against what the echo term weighs")[1].split("## Curves")[0]
     line = next(l for l in section.splitlines() if l.startswith("| echo |"))
     half = T2 * 0.03 / math.sqrt(3)
-    assert line.startswith(f"| echo | 0.01 | 0.06 [{0.06 - half:.2g}, {0.06 + half:.2g}] | - | +0.0 [+0.0, +0.0] |")
+    assert line.startswith(f"| echo | 0.01 | 0.06 [{0.06 - half:.2g}, {0.06 + half:.2g}] | 0.05 (6) | - "
+                           "| +0.0 [+0.0, +0.0] |")
     assert f"| {100 * sum(diffs) / 3:+.1f} [" in line and "![effect against the echo term's weight]" in section
     fig = draw_weight(rows, "base", ["base", "echo"])
     (bars,) = fig.axes[0].containers

@@ -33,14 +33,15 @@ def _last_mean(series: pd.Series) -> dict | None:
     finite = series[np.isfinite(series)]
     if finite.empty:
         return None
-    return {"last": float(finite.iloc[-1]), "mean": float(finite.mean()), "n": len(finite)}
+    return {"last": float(finite.iloc[-1]), "mean": float(finite.mean()), "median": float(finite.median()),
+            "n": len(finite)}
 
 
 def summarize(path: str) -> dict:
     """Numbers of one run's metrics JSONL (a file, or a run folder: every attempt).
 
     Returns {"name", "path" (absolute), "steps": [logged steps], "train_steps": int (steps with
-    timing_s/step), "echo": {key: {"last","mean","n"}} (empty for a baseline), "train": {key: {...}},
+    timing_s/step), "echo": {key: {"last","mean","median","n"}} (empty for a baseline), "train": {key: {...}},
     "validation": {data_source: {"first": [step, acc], "last": [step, acc], "metric": name}}}.
     Raises ReportError for a missing, empty or corrupt file; a run without validation gives {}.
     """
@@ -70,14 +71,17 @@ def _fmt(stat: dict | None, scale: float = 1.0, digits: int = 3) -> str:
 
 
 def _telemetry_line(echo: dict) -> str:
-    """What echo.coef weighs: |coef * grad L_clip| / |grad L_RL|, measured on the telemetry steps."""
+    """What echo.coef weighs: |coef * grad L_clip| / |grad L_RL|, measured on the telemetry steps. The median
+    places the coefficient (docs/study.md, "Rule of thumb"): one step can be off by orders of magnitude (a step
+    of all-success groups has a near-zero policy gradient), and such a step drives the mean."""
     ratio = echo.get("grad_ratio")
     if ratio is None:
         return "  echo/RL gradient-norm ratio: not measured (echo.grad_telemetry_every=N measures it every N steps)"
     cos = echo.get("grad_cos")
-    return (f"  echo/RL gradient-norm ratio: last {ratio['last']:.3g}, mean {ratio['mean']:.3g} over {ratio['n']} "
-            f"telemetry step(s)" + (f"; cosine mean {cos['mean']:.2f}" if cos else "")
-            + " (it grows in proportion to echo.coef)")
+    return (f"  echo/RL gradient-norm ratio: median {ratio['median']:.3g} over {ratio['n']} telemetry step(s)"
+            f" (last {ratio['last']:.3g}, mean {ratio['mean']:.3g})"
+            + (f"; cosine mean {cos['mean']:.2f}" if cos else "")
+            + "\n    it is linear in echo.coef: for a ratio r, set echo.coef = (this run's coef) * r / median")
 
 
 def format_summary(summary: dict) -> str:

@@ -235,9 +235,10 @@ def build_report(study: Study, allow_incomplete: bool = False) -> tuple[str, dic
     if rows:
         lines += ["## The effect against what the echo term weighs", "", weight_md(rows, study.baseline), "",
                   "Per echo arm: the measured echo / RL gradient-norm ratio and cosine (mean [95% CI] over seeds of "
-                  "each run's mean over its telemetry steps) beside the paired Δ to the baseline. A Δ no larger than "
-                  "the A/A column's is not an effect. In the plot the horizontal bar spans the runs' lowest and "
-                  "highest ratio, the vertical bar is the paired Δ's 95% CI.", ""]
+                  "each run's mean over its telemetry steps; and the median of all the arm's telemetry steps, which "
+                  "one step with a near-zero policy gradient cannot drive) beside the paired Δ to the baseline. "
+                  "A Δ no larger than the A/A column's is not an effect. In the plot the horizontal bar spans the "
+                  "runs' lowest and highest ratio, the vertical bar is the paired Δ's 95% CI.", ""]
     figures = draw(results, arms, study.baseline)
     weight_figure = draw_weight(rows, study.baseline, arms)
     if weight_figure is not None:

@@ -9,7 +9,10 @@ their coefficient so their own run's telemetry lands there.
 
 x: mean over seeds of each run's mean ratio over its telemetry steps; the horizontal bar spans the lowest and
 highest run (a t-interval of a ratio near 0 reaches below 0, which a log axis cannot draw). y: mean paired Δ
-with its 95% t-interval. Arms without telemetry are in the table with dashes and not in the plot.
+with its 95% t-interval. Arms without telemetry are in the table with dashes and not in the plot. The table
+also gives the median over all the arm's telemetry steps (every seed): one step can be off by orders of
+magnitude (a batch of degenerate groups has a near-zero policy gradient) and drive a mean; the median is what
+the rule of thumb in docs/study.md, and `report summary` on one run, place a coefficient by.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ EFFECTS = (("final_pass1", "final pass@1"), ("final_passk", "final pass@k"))
 def weight_rows(results: list[RunResult], outcomes: pd.DataFrame, signals: pd.DataFrame,
                 arms: list[str], baseline: str) -> list[dict]:
     """Per echo arm (in study order, the baseline and arms without an echo term left out): its coefficient(s),
-    the ratio's and cosine's intervals over seeds, the ratio's lowest and highest run, and the paired Δ
+    the ratio's and cosine's intervals over seeds, the ratio's lowest and highest run, the median ratio over
+    all its telemetry steps with their count ("ratio_median": (median, n) or None), and the paired Δ
     intervals (fractions) of EFFECTS and of the first validation (the A/A check)."""
     if baseline not in outcomes.index.get_level_values("arm"):
         return []
@@ -39,10 +43,12 @@ def weight_rows(results: list[RunResult], outcomes: pd.DataFrame, signals: pd.Da
             continue
         sig, out = signals.xs(arm, level="arm"), outcomes.xs(arm, level="arm")
         ratios = sig["grad_ratio"][np.isfinite(sig["grad_ratio"])]
+        steps = [v for r in results if r.arm == arm for v in r.log.series("actor/echo_grad_ratio") if np.isfinite(v)]
         coefs = sorted({float(r.config["echo"]["coef"]) for r in results
                         if r.arm == arm and (r.config.get("echo") or {}).get("coef") is not None})
         rows.append({"arm": arm, "coef": coefs, "ratio": t_interval(sig["grad_ratio"]),
                      "ratio_range": (float(ratios.min()), float(ratios.max())) if len(ratios) else None,
+                     "ratio_median": (float(np.median(steps)), len(steps)) if steps else None,
                      "cos": t_interval(sig["grad_cos"]), "aa": paired(out["first_pass1"], base["first_pass1"]),
                      **{key: paired(out[key], base[key]) for key, _ in EFFECTS}})
     return rows
@@ -57,9 +63,11 @@ def _iv(iv: Interval, scale: float, fmt: str) -> str:
 
 def weight_md(rows: list[dict], baseline: str) -> str:
     cells = [[r["arm"], ", ".join(f"{c:g}" for c in r["coef"]) or "-", _iv(r["ratio"], 1, ".2g"),
+              f"{r['ratio_median'][0]:.2g} ({r['ratio_median'][1]})" if r["ratio_median"] else "-",
               _iv(r["cos"], 1, ".2f"), _iv(r["aa"], 100, "+.1f")] + [_iv(r[k], 100, "+.1f") for k, _ in EFFECTS]
              for r in rows]
-    header = (["arm", "echo.coef", "echo / RL gradient norm", "cos(echo grad, RL grad)", "Δ first val (A/A) %"]
+    header = (["arm", "echo.coef", "echo / RL gradient norm", "median over steps (steps)", "cos(echo grad, RL grad)",
+               "Δ first val (A/A) %"]
               + [f"Δ {label} % vs `{baseline}`" for _, label in EFFECTS])
     return markdown_table(pd.DataFrame(cells, columns=header))
 
