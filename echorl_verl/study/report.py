@@ -190,6 +190,8 @@ DEFINITIONS = """\
 - all-success share: groups whose every rollout succeeded, mean over training steps; `echo/all_success_group_share`
   where the run logged it, else from verl's rollout dump (score >= echo.success_threshold).
 - entropy, response length, s/step: means over all training steps (s/step includes the first step's warm-up).
+- update_actor s: the median of `timing_s/update_actor` over the steps that did not measure the echo gradients
+  (a telemetry step pays two extra backward passes): what a step's update costs. Compare it within one session.
 - echo signal: `actor/echo_loss` (the clip tokens' mean NLL, before the coefficient), `echo/clip_token_share`,
   and with `echo.grad_telemetry_every` the norm of the echo term's gradient (coef x its NLL's) over the
   policy-gradient term's, and their cosine (`actor/echo_grad_ratio`, `actor/echo_grad_cos`)."""
