@@ -104,7 +104,9 @@ class EchoConfig:
     grad_telemetry_every: int = 0
     """Every N training steps (0 = never, the default), measure in the actor the gradient norm of the echo
     term (`coef * L_clip`) and of verl's RL loss on each mini-batch, logged as `actor/echo_grad_norm`,
-    `actor/rl_grad_norm`, `actor/echo_grad_ratio` and `actor/echo_grad_cos`. It costs two extra
+    `actor/rl_grad_norm`, `actor/echo_grad_ratio` and `actor/echo_grad_cos`; verl logs each as the mean over
+    the step's mini-batches, so one mini-batch whose groups are nearly all degenerate (a near-zero RL gradient)
+    can set a step's ratio: read the median over several steps (`report summary`). It costs two extra
     forward-backward passes over the batch on those steps, and a float32 copy of the rank's gradient shard in
     host memory while they run (mode=loss only)."""
 
