@@ -21,7 +21,8 @@ REPORTS = sorted(p for p in glob.glob(os.path.join(ROOT, "docs", "**", "report.m
 
 def test_the_committed_studies_are_found():
     assert {os.path.relpath(os.path.dirname(p), ROOT) for p in REPORTS} >= {
-        "docs/study/build2", "docs/study/build2/tuning", "docs/study/smollm2", "docs/study/smollm2_tuning", "docs/study/toy"}
+        "docs/study/build2", "docs/study/build2/tuning", "docs/study/smollm2", "docs/study/smollm2_tuning",
+        "docs/study/toy"}
 
 
 @pytest.mark.parametrize("path", REPORTS, ids=lambda p: os.path.relpath(os.path.dirname(p), ROOT))
